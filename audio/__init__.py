@@ -1,0 +1,1 @@
+"""audio domain: models and recipes arrive with their own issues."""

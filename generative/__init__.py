@@ -1,0 +1,1 @@
+"""generative domain: models and recipes arrive with their own issues."""

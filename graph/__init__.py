@@ -1,0 +1,1 @@
+"""graph domain: models and recipes arrive with their own issues."""

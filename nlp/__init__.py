@@ -1,0 +1,1 @@
+"""nlp domain: models and recipes arrive with their own issues."""

@@ -1,0 +1,1 @@
+"""rl domain: models and recipes arrive with their own issues."""

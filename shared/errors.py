@@ -1,0 +1,41 @@
+"""Exceptions raised by the zoo. Every message names the problem and the fix."""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base class of every error the zoo raises on purpose."""
+
+
+class UnknownModelError(ZooError, LookupError):
+    """A model name that is not registered."""
+
+
+class InvalidConfigError(ZooError, TypeError):
+    """A keyword argument that the model's builder does not accept."""
+
+
+class InputError(ZooError, ValueError):
+    """A model input with the wrong shape or dtype."""
+
+
+class CheckpointError(ZooError):
+    """A checkpoint that cannot be read: truncated, corrupted or of an unknown format."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle checkpoint that would need to run code to load; refused, nothing in it ran."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose keys or shapes do not match the model after key mapping."""
+
+    def __init__(self, message: str, missing=(), unexpected=(), mismatched=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+
+
+class PretrainedNotFoundError(ZooError, FileNotFoundError):
+    """No weights could be found at any of the places the zoo looked."""

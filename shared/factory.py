@@ -1,0 +1,98 @@
+"""Building models from the registry, with or without pretrained weights.
+
+``zoo.create`` / ``zoo.from_pretrained`` are these functions after ``zoo`` has imported the
+domain packages; recipes inside a domain call them directly (a domain never imports ``zoo``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import PretrainedNotFoundError
+from .registry import ModelEntry, build, build_config, get_entry, split_name
+from .weights import (
+    LoadReport,
+    find_weight_file,
+    load_weights,
+    read_state_dict,
+    read_zoo_config,
+    resolve_hf_hub,
+    resolve_source,
+)
+
+
+def _locate(entry: ModelEntry, tag: str | None, pretrained: Any) -> tuple[Path, str | None]:
+    """Turn the ``pretrained=`` argument into a weights file and its declared layout (if known)."""
+    if pretrained is True:
+        tag = tag or entry.default_tag
+        if tag is None:
+            raise PretrainedNotFoundError(
+                f"{entry.name} has no registered pretrained weights; pass pretrained='/path/to/weights'."
+            )
+        source = entry.weights[tag]
+        return resolve_source(entry.name, source), source.layout
+    if isinstance(pretrained, (str, os.PathLike)):
+        spec = str(pretrained)
+        if spec.startswith("hf-hub:"):
+            return resolve_hf_hub(spec), None
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return find_weight_file(path), None
+        if path.is_file():
+            return path, None
+        raise PretrainedNotFoundError(
+            f"pretrained={spec!r} is neither a file, a directory nor 'hf-hub:org/name'. "
+            "Pass the path of a .safetensors/.pth file or of a directory made by zoo.save_pretrained."
+        )
+    raise TypeError(f"pretrained must be False, True, a path or 'hf-hub:org/name', got {type(pretrained).__name__}")
+
+
+def create(name: str, pretrained: Any = False, **kwargs: Any) -> torch.nn.Module:
+    """Build a registered model; see the registry contract in docs/DESIGN.md.
+
+    ``pretrained``: False, True (the tag's source), a file, a directory or ``hf-hub:org/name``.
+    ``num_classes`` / ``in_chans`` given together with pretrained weights re-initialise the
+    classifier / adapt the first layer; ``model.load_report`` says what was done.
+    """
+    _, tag = split_name(name)
+    entry = get_entry(name)
+    config = build_config(entry, kwargs)
+    model = build(entry, config)
+    if tag is not None:
+        model.zoo_tag = tag
+    if pretrained is not False and pretrained is not None:
+        path, layout = _locate(entry, tag, pretrained)
+        state = read_state_dict(path)
+        model.load_report = load_weights(model, entry, state, requested=kwargs, layout=layout, source=str(path))
+    return model
+
+
+def from_pretrained(path: str | os.PathLike, **overrides: Any) -> torch.nn.Module:
+    """Rebuild a model saved by ``save_pretrained`` (a directory or ``hf-hub:org/name``)."""
+    spec = str(path)
+    if spec.startswith("hf-hub:"):
+        weights = resolve_hf_hub(spec)
+        directory = weights.parent
+    else:
+        directory = Path(spec).expanduser()
+        if not directory.is_dir():
+            raise PretrainedNotFoundError(
+                f"from_pretrained expects a directory with config.json + model.safetensors; {directory} is not one. "
+                "For a bare weights file use zoo.create(name, pretrained=file)."
+            )
+        weights = find_weight_file(directory)
+    config = read_zoo_config(directory)
+    if config is None:
+        raise PretrainedNotFoundError(
+            f"{directory / 'config.json'} is missing or is not a zoo config (no 'architecture'); "
+            "use zoo.create(name, pretrained=directory) to load foreign weights into a named architecture."
+        )
+    entry = get_entry(config["architecture"])
+    model = build(entry, build_config(entry, {**config.get("config", {}), **overrides}))
+    state = read_state_dict(weights)
+    model.load_report: LoadReport = load_weights(model, entry, state, requested=overrides, source=str(weights))
+    return model

@@ -1,0 +1,276 @@
+"""ResNet, ResNeXt and Wide ResNet.
+
+Papers:
+  He et al., "Deep Residual Learning for Image Recognition", CVPR 2016 (arXiv:1512.03385).
+  Xie et al., "Aggregated Residual Transformations for Deep Neural Networks", CVPR 2017 (ResNeXt).
+  Zagoruyko & Komodakis, "Wide Residual Networks", BMVC 2016.
+
+Checkpoint layout: torchvision's ``torchvision.models.resnet*`` — ``conv1``, ``bn1``,
+``layer1..layer4`` of blocks (``conv1/bn1/conv2/bn2[/conv3/bn3]``, ``downsample.0/.1``), ``fc``.
+The bottleneck puts its stride on the 3x3 convolution ("ResNet v1.5"), as torchvision does.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from shared.errors import InputError
+from shared.registry import TestSpec, WeightSource, register_model
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, groups=groups, bias=False)
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Blocks
+# ------------------------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions and an identity shortcut (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, width_per_group: int = 64):
+        super().__init__()
+        if groups != 1 or width_per_group != 64:
+            raise ValueError("BasicBlock supports only groups=1 and width_per_group=64; use block='bottleneck'")
+        self.conv1 = conv3x3(in_ch, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + shortcut)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (grouped for ResNeXt, strided), 1x1 expand by 4."""
+
+    expansion = 4
+
+    def __init__(self, in_ch: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, width_per_group: int = 64):
+        super().__init__()
+        width = int(planes * width_per_group / 64) * groups
+        self.conv1 = conv1x1(in_ch, width)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = conv3x3(width, width, stride, groups)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = conv1x1(width, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + shortcut)
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+# ------------------------------------------------------------------------------------------------
+# The network
+# ------------------------------------------------------------------------------------------------
+
+
+class ResNet(nn.Module):
+    """Stem (7x7/2 conv, 3x3/2 max-pool), four stages of residual blocks, global pool, linear head.
+
+    Args:
+        block: ``"basic"`` or ``"bottleneck"``.
+        layers: blocks per stage.
+        num_classes: classifier outputs (0 leaves the head as identity).
+        in_chans: input channels.
+        groups, width_per_group: ResNeXt cardinality and width (Wide ResNet: width_per_group=128).
+        base_channels: channels of the stem and of the first stage (64 in the paper).
+        zero_init_residual: start each block's last BN at zero, so blocks begin as identities.
+        drop_rate: dropout before the classifier.
+    """
+
+    def __init__(self, block: str = "basic", layers: Sequence[int] = (2, 2, 2, 2), num_classes: int = 1000,
+                 in_chans: int = 3, groups: int = 1, width_per_group: int = 64, base_channels: int = 64,
+                 zero_init_residual: bool = False, drop_rate: float = 0.0):
+        super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+        if len(layers) != 4:
+            raise ValueError(f"layers must give 4 stage depths, got {list(layers)}")
+        block_cls = BLOCKS[block]
+        self.in_chans = in_chans
+        self.groups, self.width_per_group = groups, width_per_group
+        self.drop_rate = drop_rate
+
+        self.conv1 = nn.Conv2d(in_chans, base_channels, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+
+        self._in = base_channels
+        self.feature_info = []
+        for i, depth in enumerate(layers):
+            planes = base_channels * 2**i
+            stride = 1 if i == 0 else 2
+            setattr(self, f"layer{i + 1}", self._make_stage(block_cls, planes, depth, stride))
+            self.feature_info.append({"num_chs": self._in, "reduction": 4 * 2**i, "module": f"layer{i + 1}"})
+        self.num_features = self._in
+
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.num_classes = num_classes
+        self._init_weights(zero_init_residual)
+
+    def _make_stage(self, block_cls, planes: int, depth: int, stride: int) -> nn.Sequential:
+        out = planes * block_cls.expansion
+        downsample = None
+        if stride != 1 or self._in != out:
+            downsample = nn.Sequential(conv1x1(self._in, out, stride), nn.BatchNorm2d(out))
+        blocks = [block_cls(self._in, planes, stride, downsample, self.groups, self.width_per_group)]
+        self._in = out
+        blocks += [block_cls(out, planes, 1, None, self.groups, self.width_per_group) for _ in range(depth - 1)]
+        return nn.Sequential(*blocks)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    # -- timm-style interface -------------------------------------------------------------------
+
+    @property
+    def default_cfg(self) -> dict:
+        """Data config of the model (from its pretrained tag when it has one)."""
+        return {"input_size": (self.in_chans, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                "interpolation": "bilinear", "crop_pct": 0.875, "num_classes": self.num_classes}
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a freshly initialised one for ``num_classes`` (0: identity)."""
+        self.num_classes = num_classes
+        device = self.conv1.weight.device
+        self.fc = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        if hasattr(self, "zoo_config"):
+            self.zoo_config["num_classes"] = num_classes
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_chans:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InputError(f"ResNet expects images of shape (batch, {self.in_chans}, height, width), got {got}.")
+        if not x.is_floating_point():
+            raise InputError(f"ResNet expects floating-point images, got {x.dtype}; convert with x.float() / 255.")
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return self.layer4(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = torch.flatten(self.avgpool(x), 1)
+        if self.drop_rate > 0:
+            x = nn.functional.dropout(x, self.drop_rate, self.training)
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ------------------------------------------------------------------------------------------------
+# Registered variants
+# ------------------------------------------------------------------------------------------------
+
+
+def _tv(filename: str, top1: float, tag: str = "tv_in1k", resize: int = 256) -> WeightSource:
+    return WeightSource(
+        tag=tag, url=f"https://download.pytorch.org/models/{filename}", layout="torchvision", num_classes=1000,
+        input_size=(3, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear",
+        crop_pct=round(224 / resize, 3), license="BSD-3-Clause",
+        description=f"torchvision ImageNet-1k weights, top-1 {top1} (torchvision's reported figure)",
+    )
+
+
+def _test_inputs(cfg: dict, batch: int) -> tuple:
+    return (torch.randn(batch, cfg.get("in_chans", 3), 32, 32),)
+
+
+# Tiny enough for the registry-wide suite, but with each variant's block, groups and width.
+_TEST = dict(layers=[1, 1, 1, 1], base_channels=16, num_classes=7)
+
+_PAPER = {
+    "resnet": "He et al. 2016, Deep Residual Learning for Image Recognition (arXiv:1512.03385)",
+    "resnext": "Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks (arXiv:1611.05431)",
+    "wide": "Zagoruyko & Komodakis 2016, Wide Residual Networks (arXiv:1605.07146)",
+}
+
+_VARIANTS = {
+    # name: (block, layers, groups, width_per_group, paper, [weights])
+    "resnet18": ("basic", (2, 2, 2, 2), 1, 64, "resnet", [_tv("resnet18-f37072fd.pth", 69.758)]),
+    "resnet34": ("basic", (3, 4, 6, 3), 1, 64, "resnet", [_tv("resnet34-b627a593.pth", 73.314)]),
+    "resnet50": ("bottleneck", (3, 4, 6, 3), 1, 64, "resnet",
+                 [_tv("resnet50-11ad3fa6.pth", 80.858, "tv2_in1k", 232), _tv("resnet50-0676ba61.pth", 76.13)]),
+    "resnet101": ("bottleneck", (3, 4, 23, 3), 1, 64, "resnet",
+                  [_tv("resnet101-cd907fc2.pth", 81.886, "tv2_in1k", 232), _tv("resnet101-63fe2227.pth", 77.374)]),
+    "resnet152": ("bottleneck", (3, 8, 36, 3), 1, 64, "resnet",
+                  [_tv("resnet152-f82ba261.pth", 82.284, "tv2_in1k", 232), _tv("resnet152-394f9c45.pth", 78.312)]),
+    "resnext50_32x4d": ("bottleneck", (3, 4, 6, 3), 32, 4, "resnext",
+                        [_tv("resnext50_32x4d-1a0047aa.pth", 81.198, "tv2_in1k", 232),
+                         _tv("resnext50_32x4d-7cdf4587.pth", 77.618)]),
+    "resnext101_32x8d": ("bottleneck", (3, 4, 23, 3), 32, 8, "resnext",
+                         [_tv("resnext101_32x8d-110c445d.pth", 82.834, "tv2_in1k", 232),
+                          _tv("resnext101_32x8d-8ba56ff5.pth", 79.312)]),
+    "wide_resnet50_2": ("bottleneck", (3, 4, 6, 3), 1, 128, "wide",
+                        [_tv("wide_resnet50_2-9ba9bcbe.pth", 81.602, "tv2_in1k", 232),
+                         _tv("wide_resnet50_2-95faca4d.pth", 78.468)]),
+    "wide_resnet101_2": ("bottleneck", (3, 4, 23, 3), 1, 128, "wide",
+                         [_tv("wide_resnet101_2-d733dc28.pth", 82.51, "tv2_in1k", 232),
+                          _tv("wide_resnet101_2-32ee1156.pth", 78.848)]),
+}
+
+for _name, (_block, _layers, _groups, _wpg, _paper, _weights) in _VARIANTS.items():
+    register_model(
+        _name,
+        ResNet,
+        dict(block=_block, layers=_layers, groups=_groups, width_per_group=_wpg, num_classes=1000, in_chans=3),
+        domain="vision",
+        task="image-classification",
+        paper=_PAPER[_paper],
+        inputs="float images (batch, in_chans, H, W), ImageNet-normalised; 224x224 for the pretrained tags",
+        weights=_weights,
+        classifier="fc",
+        first_conv="conv1.weight",
+        test=TestSpec(config=_TEST, inputs=_test_inputs, output_shape=lambda cfg, b: (b, cfg["num_classes"])),
+    )
