@@ -1,0 +1,65 @@
+"""ResNet family vs torchvision: identical state-dict layout, identical outputs, .pth files load."""
+
+import pytest
+import torch
+import torchvision
+
+import zoo
+
+VARIANTS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+            "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2"]
+
+
+def test_the_family_is_registered():
+    assert set(VARIANTS) <= set(zoo.list_models(domain="vision"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", VARIANTS)
+def test_matches_torchvision(name, tmp_path):
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, name)().eval()
+    # give BatchNorm non-trivial statistics so the comparison exercises them
+    with torch.no_grad():
+        for m in reference.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.1, 0.1)
+    ours = zoo.create(name).eval()
+    ref_sd, our_sd = reference.state_dict(), ours.state_dict()
+    assert list(our_sd) == list(ref_sd)
+    assert {k: tuple(v.shape) for k, v in our_sd.items()} == {k: tuple(v.shape) for k, v in ref_sd.items()}
+
+    path = tmp_path / f"{name}-torchvision.pth"
+    torch.save(ref_sd, path)  # exactly what torchvision publishes: a bare state dict in a .pth
+    loaded = zoo.create(name, pretrained=path).eval()
+    assert loaded.load_report.layout in ("torchvision", "zoo")
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), reference(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(loaded.forward_head(loaded.forward_features(x), pre_logits=True),
+                                   torch.flatten(reference.avgpool(_tv_features(reference, x)), 1),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def _tv_features(m, x):
+    x = m.maxpool(m.relu(m.bn1(m.conv1(x))))
+    return m.layer4(m.layer3(m.layer2(m.layer1(x))))
+
+
+def test_timm_style_interface():
+    model = zoo.create("resnet50", num_classes=10).eval()
+    assert model.num_features == 2048
+    x = torch.randn(1, 3, 64, 64)
+    feats = model.forward_features(x)
+    assert feats.shape == (1, 2048, 2, 2)
+    assert model.forward_head(feats, pre_logits=True).shape == (1, 2048)
+    model.reset_classifier(3)
+    assert model(x).shape == (1, 3) and model.zoo_config["num_classes"] == 3
+    model.reset_classifier(0)
+    assert model(x).shape == (1, 2048)
+    cfg = model.default_cfg
+    assert cfg["input_size"] == (3, 224, 224) and len(cfg["mean"]) == 3 and cfg["crop_pct"] == 0.875
+    assert [f["num_chs"] for f in model.feature_info] == [256, 512, 1024, 2048]
