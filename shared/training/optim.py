@@ -1,0 +1,69 @@
+"""Optimizer and LR-schedule factories (schedules are stepped once per optimizer step)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler as sched
+
+from .config import TrainConfig
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW / Adam / SGD over the trainable parameters.
+
+    Unless ``cfg.decay_norm_and_bias``, 1-D parameters (biases, norm scales) form a
+    second group with ``weight_decay=0``, the usual choice for transformers and CNNs.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.decay_norm_and_bias or cfg.weight_decay == 0:
+        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
+    else:
+        groups = [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    return max(cfg.warmup_steps, round(cfg.warmup_epochs * steps_per_epoch))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int,
+                    total_steps: int) -> sched.LRScheduler:
+    """The schedule named by ``cfg.scheduler`` over ``total_steps`` optimizer steps.
+
+    - cosine: linear warmup (``LinearLR``) then ``CosineAnnealingLR`` down to ``min_lr``.
+    - constant: linear warmup then a constant LR.
+    - step: linear warmup then ``StepLR`` (x ``step_gamma`` every ``step_size_epochs``).
+    - onecycle: ``OneCycleLR`` peaking at ``lr``; its warm-up fraction is the warmup
+      (if any) over the total, else torch's default 0.3.
+    """
+    warmup = min(warmup_steps(cfg, steps_per_epoch), max(total_steps - 1, 0))
+    if cfg.scheduler == "onecycle":
+        pct = warmup / total_steps if warmup else 0.3
+        return sched.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                total_steps=max(total_steps, 2), pct_start=pct)
+
+    if cfg.scheduler == "cosine":
+        main = sched.CosineAnnealingLR(optimizer, T_max=max(total_steps - warmup, 1), eta_min=cfg.min_lr)
+    elif cfg.scheduler == "constant":
+        main = sched.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    elif cfg.scheduler == "step":
+        step_size = max(round(cfg.step_size_epochs * steps_per_epoch), 1)
+        main = sched.StepLR(optimizer, step_size=step_size, gamma=cfg.step_gamma)
+    else:
+        raise ValueError(f"unknown scheduler {cfg.scheduler!r}")
+    if warmup == 0:
+        return main
+    # Warm up from lr/warmup to lr over `warmup` steps, then hand over to the main schedule.
+    warm = sched.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup)
+    return sched.SequentialLR(optimizer, [warm, main], milestones=[warmup])

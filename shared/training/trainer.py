@@ -1,0 +1,492 @@
+"""The domain-agnostic training loop.
+
+``Trainer(model, task, train_data, val_data, config).fit()`` trains ``model`` on
+a map-style ``Dataset`` with everything a recipe expects: device selection,
+AMP, gradient accumulation and clipping, LR schedules, weight EMA, early
+stopping, atomic checkpoints with bitwise resume, DDP under torchrun,
+progress bar, CSV/TensorBoard logs and a curves plot.
+
+Counting conventions
+--------------------
+- A *step* is one optimizer step (one accumulation group of micro-batches).
+  ``state.step`` counts steps taken, including steps skipped for a
+  non-finite loss (they consumed data and a slot of the LR schedule).
+- ``state.epoch`` is the epoch in progress (0-based); ``state.batch_in_epoch``
+  the number of its micro-batches already consumed. At an epoch boundary the
+  checkpoint says ``(epoch + 1, 0)``. User-facing messages count from 1.
+
+Resume
+------
+A checkpoint is taken only at a step boundary (no half-accumulated grads) and
+stores model, optimizer, scheduler, scaler, EMA, every rank's RNG states, the
+counters above and the history. Resuming restores all of it, re-creates the
+epoch's permutation (seed + epoch) and skips the consumed batches, so the run
+continues with exactly the batches, dropout masks and updates it would have
+had. With ``deterministic=True`` on CPU the result is bitwise identical.
+The LR schedule continues as saved (its length included), even if the new
+config asks for more epochs.
+Exception: with ``num_workers > 0`` random augmentations inside workers are
+seeded per epoch, not per batch, so a mid-epoch resume changes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .amp import make_grad_scaler, resolve_amp, resolve_device
+from .callbacks import Callback
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import batches_per_epoch, build_eval_loader, build_train_loader
+from .distributed import all_gather_objects, all_reduce_mean, barrier, init_distributed
+from .ema import ModelEMA
+from .loggers import RunLogger
+from .optim import build_optimizer, build_scheduler
+from .reproducibility import get_rng_state, seed_everything, set_rng_state
+from .task import Task
+
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN/inf and ``nan_policy="raise"``."""
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epoch in progress, 0-based
+    step: int = 0  # optimizer steps taken (including skipped non-finite ones)
+    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
+    skipped_steps: int = 0  # steps skipped because the loss was not finite
+    best: float | None = None  # best value of config.monitor so far
+    best_epoch: int | None = None  # 1-based epoch of the best value
+    best_metrics: dict = field(default_factory=dict)
+    evals_since_best: int = 0  # evaluations without improvement (early-stopping patience)
+    epoch_loss_sum: float = 0.0  # running train-loss sum of the epoch in progress (for resume)
+    epoch_samples: int = 0
+    history: list = field(default_factory=list)  # one dict of floats per epoch
+
+
+class Trainer:
+    """Train ``model`` on ``train_data`` with ``task`` as configured by ``config``.
+
+    ``optimizer`` / ``scheduler`` replace the ones built from the config; a custom
+    scheduler is stepped once per optimizer step. ``collate_fn`` is passed to
+    both data loaders. Attributes: ``model`` (unwrapped), ``optimizer``,
+    ``scheduler``, ``scaler`` (None unless fp16 on CUDA), ``ema`` (None unless
+    ``ema_decay``), ``state``, ``device``, ``config``, ``should_stop``.
+    """
+
+    def __init__(self, model: nn.Module, task: Task, train_data: Dataset, val_data: Dataset | None = None,
+                 config: TrainConfig | None = None, *, optimizer: torch.optim.Optimizer | None = None,
+                 scheduler=None, callbacks=(), collate_fn=None):
+        self.config = cfg = config if config is not None else TrainConfig()
+        if cfg.early_stopping_patience is not None and val_data is None:
+            raise ValueError("early_stopping_patience needs val_data to monitor")
+        if cfg.resume is True and not cfg.output_dir:
+            raise ValueError("resume=True means output_dir/last.pt; set output_dir or pass a checkpoint path")
+        if scheduler is not None and optimizer is None:
+            raise ValueError("a custom scheduler needs the optimizer it was built for")
+        self.task = task
+        self.train_data, self.val_data = train_data, val_data
+        self.callbacks: list[Callback] = list(callbacks)
+        self.should_stop = False
+
+        self.device = resolve_device(cfg.device)
+        self.dist = init_distributed(self.device)
+        # Each rank gets its own RNG stream (different dropout masks per rank); the
+        # model itself is identical everywhere because DDP broadcasts rank 0's weights.
+        seed_everything(cfg.seed + self.dist.rank, cfg.deterministic)
+
+        self.model = model.to(self.device)
+        self.amp = resolve_amp(cfg.amp, cfg.amp_dtype, self.device)
+        self.scaler = make_grad_scaler(self.amp, self.device)
+        if self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._train_model: nn.Module = DistributedDataParallel(self.model, device_ids=device_ids)
+        else:
+            self._train_model = self.model
+
+        pin = self.device.type == "cuda"
+        self.train_loader, self.train_sampler, self._loader_generator = build_train_loader(
+            train_data, self.dist, batch_size=cfg.batch_size, shuffle=cfg.shuffle, seed=cfg.seed,
+            num_workers=cfg.num_workers, drop_last=cfg.drop_last, pin_memory=pin, collate_fn=collate_fn)
+        self._eval_loader_args = dict(batch_size=cfg.eval_batch_size or cfg.batch_size,
+                                      num_workers=cfg.num_workers, pin_memory=pin, collate_fn=collate_fn)
+        self.batches_per_epoch = batches_per_epoch(self.train_sampler.num_samples, cfg.batch_size, cfg.drop_last)
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"training data gives no batch ({len(train_data)} samples, "
+                             f"batch_size={cfg.batch_size}, drop_last={cfg.drop_last})")
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum_steps)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+
+        self.optimizer = optimizer if optimizer is not None else build_optimizer(self.model, cfg)
+        self.scheduler = scheduler if scheduler is not None else build_scheduler(
+            self.optimizer, cfg, self.steps_per_epoch, self.total_steps)
+        self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay is not None else None
+
+        self.state = TrainState()
+        self.output_dir = Path(cfg.output_dir) if cfg.output_dir else None
+        self.logger: RunLogger | None = None
+        self._best_weights: dict[str, torch.Tensor] | None = None
+        self._val_loader = None
+        self._last_saved_step = -1
+
+    # ------------------------------------------------------------------ info
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights used for evaluation: the EMA copy when EMA evaluation is on."""
+        return self.ema.module if (self.ema is not None and self.config.ema_eval) else self.model
+
+    # ------------------------------------------------------------------ fit
+    def fit(self) -> dict:
+        """Train until ``epochs``/``max_steps``, early stopping or ``should_stop``.
+
+        Returns ``{"history", "best", "steps", "epochs", "skipped_steps", "stopped_early"}``;
+        ``history`` has one dict per epoch (``epoch``, ``step``, ``lr``, ``train/loss``,
+        ``val/...``) plus a fractional-epoch record when training stops mid-epoch.
+        """
+        cfg = self.config
+        if cfg.resume:
+            self._resume()  # replaces self.state
+        st = self.state
+        if self.is_main and self.output_dir is not None:
+            self.logger = RunLogger(self.output_dir, tensorboard=cfg.tensorboard, plot=cfg.plot)
+        self.should_stop = False
+        self._call("on_train_start")
+        try:
+            while st.epoch < cfg.epochs and not (self.should_stop or self._done()):
+                self._call("on_epoch_start")
+                if not self._train_epoch():
+                    self._stopped_mid_epoch()
+                    break
+                self._end_epoch()
+            else:
+                if self.output_dir is not None and self._last_saved_step != st.step:
+                    self.save_checkpoint()
+
+            if cfg.early_stopping_patience is not None and cfg.restore_best and self._best_weights is not None:
+                self.model.load_state_dict(self._best_weights)
+                if self.ema is not None and cfg.ema_eval:
+                    self.ema.module.load_state_dict(self._best_weights)
+            self._call("on_train_end")
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+        return {
+            "history": st.history,
+            "best": {"monitor": cfg.monitor, "value": st.best, "epoch": st.best_epoch, "metrics": st.best_metrics},
+            "steps": st.step,
+            "epochs": st.epoch,
+            "skipped_steps": st.skipped_steps,
+            "stopped_early": self._early_stop_reached(),
+        }
+
+    def _done(self) -> bool:
+        max_steps = self.config.max_steps
+        return (max_steps is not None and self.state.step >= max_steps) or self._early_stop_reached()
+
+    def _early_stop_reached(self) -> bool:
+        # `patience` evaluations in a row without improvement (patience=0: the first one).
+        patience, waited = self.config.early_stopping_patience, self.state.evals_since_best
+        return patience is not None and waited > 0 and waited >= patience
+
+    def _train_epoch(self) -> bool:
+        """Train on the rest of the current epoch. Returns False if stopped before its end."""
+        cfg, st = self.config, self.state
+        n_batches, accum = self.batches_per_epoch, cfg.grad_accum_steps
+        start = st.batch_in_epoch
+        self.train_sampler.set_epoch(st.epoch, start=start * cfg.batch_size)
+        self._loader_generator.manual_seed(cfg.seed + 10_000 * self.dist.rank + st.epoch)  # worker seeds
+        self._train_model.train()
+        ddp = isinstance(self._train_model, DistributedDataParallel)
+
+        bar = tqdm(total=n_batches, initial=start, desc=f"epoch {st.epoch + 1}/{cfg.epochs}", leave=False,
+                   dynamic_ncols=True, disable=not (cfg.progress and self.is_main))
+        micro_losses: list[torch.Tensor] = []  # the group's micro-batch mean losses, kept on device
+        step_samples = 0
+        log_time, log_samples = time.perf_counter(), 0
+        for i, batch in enumerate(self.train_loader, start=start):
+            # Micro-batches are grouped from the start of the epoch; the last group may be
+            # shorter (leftover batches), and every loss is divided by its own group's size.
+            group_start = i - i % accum
+            group_size = min(accum, n_batches - group_start)
+            closes_group = i == group_start + group_size - 1
+
+            batch = self.task.to_device(batch, self.device)
+            n = self.task.batch_size(batch)
+            # DDP all-reduces gradients in backward; skip that until the group's last micro-batch.
+            sync = self._train_model.no_sync() if (ddp and not closes_group) else contextlib.nullcontext()
+            with sync:
+                with self.amp.autocast(self.device):
+                    loss = self.task.training_step(self._train_model, batch)
+                scaled = loss / group_size if group_size > 1 else loss
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            micro_losses.append(loss.detach())
+            step_samples += n
+            st.batch_in_epoch = i + 1
+            bar.update(1)
+            if not closes_group:
+                continue
+
+            mean_loss = micro_losses[0] if group_size == 1 else torch.stack(micro_losses).float().mean()
+            mean_loss, value = self._optimizer_step(mean_loss, step_samples)
+            log_samples += step_samples
+            micro_losses, step_samples = [], 0
+            self._call("on_step_end", mean_loss)
+
+            if st.step % cfg.log_every == 0 and (self.logger is not None or not bar.disable):
+                now = time.perf_counter()
+                rate = log_samples * self.dist.world_size / max(now - log_time, 1e-9)
+                lr = self.optimizer.param_groups[0]["lr"]
+                bar.set_postfix(loss=f"{value:.4g}", lr=f"{lr:.3g}", samples_s=f"{rate:.0f}", refresh=False)
+                if self.logger is not None:
+                    self.logger.log_scalars({"train/step_loss": value, "train/lr": lr, "train/samples_per_s": rate},
+                                            st.step)
+                log_time, log_samples = now, 0
+            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and self.output_dir is not None:
+                self.save_checkpoint()
+            if cfg.max_steps is not None and st.step >= cfg.max_steps:
+                self.should_stop = True
+            if self.should_stop:
+                break
+        bar.close()
+        return st.batch_in_epoch >= n_batches
+
+    def _optimizer_step(self, loss: torch.Tensor, samples: int) -> tuple[torch.Tensor, float]:
+        """Finish one accumulation group: check the loss, clip, step, EMA, schedule.
+
+        Returns the step's loss (averaged over ranks) as a tensor and as a float.
+        """
+        cfg, st = self.config, self.state
+        loss = all_reduce_mean(loss, self.dist)  # every rank must take the same decision below
+        # The one host sync per optimizer step (reading the loss to check it is finite).
+        # On CPU it costs nothing: there is no asynchronous queue to drain. On GPU it
+        # waits for this step's backward; that is the price of never applying an update
+        # from a NaN/inf loss and of naming the exact step in the error. Everything else
+        # in the loop stays on the device.
+        value = loss.item()
+        if not math.isfinite(value):
+            if cfg.nan_policy == "raise":
+                raise NonFiniteLossError(
+                    f"non-finite training loss ({value}) at global step {st.step + 1}, "
+                    f"epoch {st.epoch + 1} (batch {st.batch_in_epoch}/{self.batches_per_epoch}; counted from 1). "
+                    "No update was applied and no checkpoint written for this step. Try a lower lr, "
+                    "clip_grad_norm, checking the data, or nan_policy='skip'.")
+            self.optimizer.zero_grad(set_to_none=True)  # drop the poisoned gradients, no update
+            st.skipped_steps += 1
+        else:
+            if self.scaler is not None:
+                if cfg.clip_grad_norm is not None:
+                    self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+                self.scaler.step(self.optimizer)  # skips the update itself if fp16 grads overflowed
+                self.scaler.update()
+            else:
+                if cfg.clip_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
+                self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.model)
+            st.epoch_loss_sum += value * samples
+            st.epoch_samples += samples
+        if st.step == 0:
+            # If this first update was skipped (non-finite loss, or the fp16 scaler's first
+            # overflow) torch warns that the schedule steps before the optimizer; here that
+            # is intended: the skipped step still uses up its slot of the schedule.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                self.scheduler.step()
+        else:
+            self.scheduler.step()
+        st.step += 1
+        return loss, value
+
+    def _epoch_train_loss(self) -> float:
+        """Mean train loss of the epoch so far, over all ranks."""
+        sums = torch.tensor([self.state.epoch_loss_sum, self.state.epoch_samples], dtype=torch.float64)
+        if self.dist.enabled:  # gloo reduces CPU tensors, NCCL device tensors
+            sums = all_reduce_mean(sums.to(self.device), self.dist).cpu()
+        total, samples = sums.tolist()
+        return total / samples if samples > 0 else float("nan")
+
+    def _end_epoch(self) -> None:
+        cfg, st = self.config, self.state
+        record = {"epoch": st.epoch + 1, "step": st.step, "lr": self.optimizer.param_groups[0]["lr"],
+                  "train/loss": self._epoch_train_loss()}
+        if self.val_data is not None and ((st.epoch + 1) % cfg.eval_every_epochs == 0 or st.epoch + 1 == cfg.epochs):
+            metrics = self.evaluate(self.val_data)
+            record.update(metrics)
+            self._track_best(metrics)
+        st.history.append(record)
+        if cfg.progress and self.is_main:
+            tqdm.write(_format_record(record, cfg.epochs))
+        self._call("on_epoch_end")
+        st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+        st.epoch_loss_sum, st.epoch_samples = 0.0, 0
+        if self.output_dir is not None:
+            self.save_checkpoint()
+        if self.logger is not None:
+            self.logger.log_epoch(st.history)
+
+    def _stopped_mid_epoch(self) -> None:
+        """max_steps or a callback stopped training inside an epoch: save, then report."""
+        st = self.state
+        if self.output_dir is not None and self._last_saved_step != st.step:
+            self.save_checkpoint()
+        # Reported (returned, CSV) but not part of the saved state: a resumed run
+        # finishes this epoch and records it in full.
+        record = {"epoch": st.epoch + st.batch_in_epoch / self.batches_per_epoch, "step": st.step,
+                  "lr": self.optimizer.param_groups[0]["lr"], "train/loss": self._epoch_train_loss()}
+        if self.val_data is not None:
+            record.update(self.evaluate(self.val_data))
+        st.history.append(record)
+        if self.logger is not None:
+            self.logger.log_epoch(st.history)
+
+    def _track_best(self, metrics: dict[str, float]) -> None:
+        cfg, st = self.config, self.state
+        if cfg.monitor not in metrics:
+            if cfg.early_stopping_patience is not None:
+                raise KeyError(f"monitor {cfg.monitor!r} is not among the evaluation metrics {sorted(metrics)}")
+            return
+        value = metrics[cfg.monitor]
+        improved = st.best is None or (value > st.best if cfg.monitor_mode == "max" else value < st.best)
+        if not improved:
+            st.evals_since_best += 1
+            if self._early_stop_reached():
+                self.should_stop = True
+            return
+        st.best, st.best_epoch, st.best_metrics, st.evals_since_best = value, st.epoch + 1, dict(metrics), 0
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
+        if cfg.early_stopping_patience is not None and cfg.restore_best:
+            self._best_weights = weights
+        if self.output_dir is not None and self.is_main:
+            save_checkpoint(self.output_dir / "best.pt",
+                            {"model": weights, "monitor": cfg.monitor, "value": value, "epoch": st.best_epoch})
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, data: Dataset, prefix: str = "val") -> dict[str, float]:
+        """Metrics of ``self.eval_model`` on ``data`` as ``{f"{prefix}/{name}": value}``.
+
+        Under torchrun every rank must call it: each evaluates its shard of ``data``
+        and the task's sums are added over ranks before ``compute_metrics``.
+        """
+        if data is self.val_data:
+            if self._val_loader is None:
+                self._val_loader = build_eval_loader(data, self.dist, **self._eval_loader_args)
+            loader = self._val_loader
+        else:
+            loader = build_eval_loader(data, self.dist, **self._eval_loader_args)
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        acc_dtype = torch.float32 if self.device.type == "mps" else torch.float64  # mps has no float64
+        sums: dict = {}
+        for batch in loader:
+            batch = self.task.to_device(batch, self.device)
+            with self.amp.autocast(self.device):
+                out = self.task.evaluation_step(model, batch)
+            for key, value in out.items():
+                if isinstance(value, torch.Tensor):
+                    value = value.detach().to(acc_dtype)
+                sums[key] = sums.get(key, 0.0) + value
+        model.train(was_training)
+        local = {k: float(v) for k, v in sums.items()}  # one host sync per evaluation
+        totals: dict[str, float] = {}
+        for rank_sums in all_gather_objects(local, self.dist):
+            for key, value in rank_sums.items():
+                totals[key] = totals.get(key, 0.0) + value
+        metrics = {f"{prefix}/{k}": float(v) for k, v in self.task.compute_metrics(totals).items()}
+        self._call("on_evaluate", metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything needed to resume; a collective under DDP (gathers every rank's RNG)."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "rng": all_gather_objects(get_rng_state(), self.dist),  # one entry per rank
+            "state": asdict(self.state),
+            "config": self.config.to_dict(),
+            "world_size": self.dist.world_size,
+        }
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            if ckpt.get("ema") is not None:
+                self.ema.load_state_dict(ckpt["ema"])
+            else:  # EMA switched on at resume: start it from the loaded weights
+                self.ema = ModelEMA(self.model, self.config.ema_decay)
+        known = {f.name for f in fields(TrainState)}
+        self.state = TrainState(**{k: v for k, v in ckpt["state"].items() if k in known})
+        self._last_saved_step = self.state.step
+        rng = ckpt["rng"]
+        if len(rng) != self.dist.world_size:
+            warnings.warn(f"checkpoint was written by {len(rng)} process(es), resuming with "
+                          f"{self.dist.world_size}: training continues but not bitwise identically")
+        set_rng_state(rng[self.dist.rank % len(rng)])
+
+    def save_checkpoint(self, path: str | Path | None = None) -> None:
+        """Write the resumable state (default ``output_dir/last.pt``); rank 0 writes, all ranks wait."""
+        if path is None:
+            if self.output_dir is None:
+                raise ValueError("save_checkpoint() needs a path when config.output_dir is not set")
+            path = self.output_dir / "last.pt"
+        state = self.state_dict()  # collective: every rank must get here
+        if self.is_main:
+            save_checkpoint(path, state)
+        self._last_saved_step = self.state.step
+        barrier(self.dist)
+
+    def _resume(self) -> None:
+        cfg = self.config
+        path = Path(self.output_dir / "last.pt") if cfg.resume is True else Path(cfg.resume)
+        if not path.is_file():
+            if cfg.resume is True:  # "resume if there is something to resume"
+                return
+            raise FileNotFoundError(f"resume checkpoint not found: {path}")
+        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
+        best = path.parent / "best.pt"
+        if cfg.early_stopping_patience is not None and cfg.restore_best and best.is_file():
+            self._best_weights = load_checkpoint(best)["model"]
+
+    # ------------------------------------------------------------------ callbacks
+    def _call(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+
+def _format_record(record: dict, epochs: int) -> str:
+    """One summary line per epoch, e.g. ``epoch 3/10 (step 120): train/loss 0.41 | val/acc 0.87``."""
+    values = " | ".join(f"{k} {v:.4g}" for k, v in record.items() if "/" in k)
+    return f"epoch {record['epoch']}/{epochs} (step {record['step']}): {values}"
