@@ -62,8 +62,11 @@ def create(name: str, pretrained: Any = False, **kwargs: Any) -> torch.nn.Module
     entry = get_entry(name)
     config = build_config(entry, kwargs)
     model = build(entry, config)
-    if tag is not None:
-        model.zoo_tag = tag
+    if tag is not None or pretrained is True:
+        # the tag's data config (input size, mean/std, crop) travels with the model
+        source = entry.weights.get(tag or entry.default_tag)
+        if source is not None:
+            model.pretrained_cfg = source.describe()
     if pretrained is not False and pretrained is not None:
         path, layout = _locate(entry, tag, pretrained)
         state = read_state_dict(path)

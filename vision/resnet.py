@@ -169,9 +169,14 @@ class ResNet(nn.Module):
 
     @property
     def default_cfg(self) -> dict:
-        """Data config of the model (from its pretrained tag when it has one)."""
-        return {"input_size": (self.in_chans, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-                "interpolation": "bilinear", "crop_pct": 0.875, "num_classes": self.num_classes}
+        """Data config of the model: its pretrained tag's when it was built with one, else ImageNet's."""
+        cfg = {"input_size": (self.in_chans, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+               "interpolation": "bilinear", "crop_pct": 0.875}
+        tag = getattr(self, "pretrained_cfg", {})
+        cfg.update({k: tuple(v) if isinstance(v, list) else v for k, v in tag.items() if k in cfg})
+        if self.in_chans != cfg["input_size"][0]:
+            cfg["input_size"] = (self.in_chans, *cfg["input_size"][1:])
+        return {**cfg, "num_classes": self.num_classes}
 
     def get_classifier(self) -> nn.Module:
         return self.fc

@@ -63,3 +63,9 @@ def test_timm_style_interface():
     cfg = model.default_cfg
     assert cfg["input_size"] == (3, 224, 224) and len(cfg["mean"]) == 3 and cfg["crop_pct"] == 0.875
     assert [f["num_chs"] for f in model.feature_info] == [256, 512, 1024, 2048]
+
+
+def test_default_cfg_follows_the_pretrained_tag():
+    assert zoo.create("resnet50.tv2_in1k").default_cfg["crop_pct"] == round(224 / 232, 3)
+    assert zoo.create("resnet50.tv_in1k").default_cfg["crop_pct"] == 0.875
+    assert zoo.create("resnet50", in_chans=1).default_cfg["input_size"] == (1, 224, 224)
