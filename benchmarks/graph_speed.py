@@ -1,0 +1,113 @@
+"""Speed of our graph layers against PyG's, measured in the same process, interleaved.
+
+    .venv/bin/python benchmarks/graph_speed.py              # Cora if ../shared/data/planetoid exists
+    .venv/bin/python benchmarks/graph_speed.py --repeats 30 --gat-epochs 200
+
+Reports the median forward + backward time of GCNConv(1433 -> 16) and GATConv(1433 -> 8x8 heads)
+on Cora, and the wall time of a 200-epoch full-batch GAT training run (the paper's model; Adam;
+one train step + one eval forward per epoch) with each library's layers, and the ratio ours / PyG.
+Runs alternate between the two implementations so machine load hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch_geometric.nn as pyg_nn  # noqa: E402
+
+import zoo  # noqa: E402
+from graph import conv as ours  # noqa: E402
+from graph.data import load_planetoid  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "planetoid"
+
+
+class PygGAT(torch.nn.Module):
+    """The paper's Cora GAT from PyG's layers, written like PyG's own example."""
+
+    def __init__(self, cin, classes):
+        super().__init__()
+        self.conv1 = pyg_nn.GATConv(cin, 8, heads=8, dropout=0.6)
+        self.conv2 = pyg_nn.GATConv(64, classes, heads=1, concat=False, dropout=0.6)
+
+    def forward(self, x, edge_index):
+        x = F.dropout(x, 0.6, self.training)
+        x = F.elu(self.conv1(x, edge_index))
+        return self.conv2(F.dropout(x, 0.6, self.training), edge_index)
+
+
+def fwd_bwd(layer, x, edge_index):
+    t = time.perf_counter()
+    layer(x, edge_index).sum().backward()
+    return time.perf_counter() - t
+
+
+def train_run(model, data, epochs):
+    opt = torch.optim.Adam(model.parameters(), lr=0.005, weight_decay=5e-4)
+    t = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        opt.zero_grad()
+        F.cross_entropy(model(data.x, data.edge_index)[data.train_mask], data.y[data.train_mask]).backward()
+        opt.step()
+        model.eval()
+        with torch.no_grad():
+            model(data.x, data.edge_index)
+    return time.perf_counter() - t
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--gat-epochs", type=int, default=200)
+    p.add_argument("--gat-runs", type=int, default=1, help="interleaved training runs per library (median)")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_planetoid("cora", DATA, download=False)
+    x, ei = data.x, data.edge_index
+    print(f"Cora: {data.num_nodes} nodes, {data.num_edges} edges; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")
+    rows = []
+    for name, mine, ref in [("GCNConv 1433->16", ours.GCNConv(1433, 16), pyg_nn.GCNConv(1433, 16)),
+                            ("GATConv 1433->8x8", ours.GATConv(1433, 8, heads=8, dropout=0.6),
+                             pyg_nn.GATConv(1433, 8, heads=8, dropout=0.6))]:
+        mine.load_state_dict(ref.state_dict())
+        mine.train(), ref.train()
+        for _ in range(3):
+            fwd_bwd(mine, x, ei), fwd_bwd(ref, x, ei)
+        a, b = [], []
+        for _ in range(args.repeats):
+            a.append(fwd_bwd(mine, x, ei))
+            b.append(fwd_bwd(ref, x, ei))
+        rows.append((f"{name} fwd+bwd (median of {args.repeats})", statistics.median(a) * 1e3,
+                     statistics.median(b) * 1e3, "ms"))
+    a, b = [], []
+    for run in range(args.gat_runs):
+        torch.manual_seed(run)
+        mine = zoo.create("gat", in_channels=1433, num_classes=7)
+        ref = PygGAT(1433, 7)
+        mine.load_state_dict(ref.state_dict())
+        a.append(train_run(mine, data, args.gat_epochs))
+        b.append(train_run(ref, data, args.gat_epochs))
+    rows.append((f"GAT {args.gat_epochs}-epoch run (train step + eval)", statistics.median(a),
+                 statistics.median(b), "s"))
+    print("\n| measurement | ours | PyG | ours / PyG |")
+    print("|---|---|---|---|")
+    for what, mine_t, ref_t, unit in rows:
+        print(f"| {what} | {mine_t:.2f} {unit} | {ref_t:.2f} {unit} | {mine_t / ref_t:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""GAT and GATv2.
+
+Papers:
+  Velickovic et al., "Graph Attention Networks", ICLR 2018 (arXiv:1710.10903).
+  Brody, Alon & Yahav, "How Attentive are Graph Attention Networks?", ICLR 2022 (arXiv:2105.14491).
+
+The paper's Cora model: dropout 0.6 -> GATConv(in, 8, heads=8) (concatenated, 64 features) ->
+ELU -> dropout 0.6 -> GATConv(64, classes, heads=1, mean); attention dropout 0.6 in both layers.
+(PubMed: ``out_heads=8``, averaged.) ``gatv2`` is the same model with GATv2's dynamic attention.
+
+Checkpoint layout: a model built the same way from PyG's ``GATConv`` / ``GATv2Conv`` —
+``conv1.lin.weight``, ``conv1.att_src``, ``conv1.att_dst``, ``conv1.bias``, ``conv2.*`` (GATv2:
+``lin_l``, ``lin_r``, ``att``) — loads strictly and gives the same output.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from shared.registry import TestSpec, register_model
+
+from ._testing import node_count, random_graph
+from .conv import GATConv, GATv2Conv
+from .message_passing import GraphMemo, check_features, input_dropout, unpack_graph
+
+
+class GAT(nn.Module):
+    conv_cls = GATConv
+    name = "gat"
+
+    def __init__(self, in_channels: int = 1433, hidden_channels: int = 8, num_classes: int = 7, heads: int = 8,
+                 out_heads: int = 1, dropout: float = 0.6, attention_dropout: float | None = None,
+                 negative_slope: float = 0.2, edge_dim: int | None = None):
+        super().__init__()
+        self._input_memo = GraphMemo()
+        self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
+        attention_dropout = dropout if attention_dropout is None else attention_dropout
+        common = dict(dropout=attention_dropout, negative_slope=negative_slope, edge_dim=edge_dim)
+        self.conv1 = self.conv_cls(in_channels, hidden_channels, heads=heads, concat=True, **common)
+        self.conv2 = self.conv_cls(hidden_channels * heads, num_classes, heads=out_heads, concat=False, **common)
+
+    def forward(self, x, edge_index: Tensor | None = None, edge_attr: Tensor | None = None) -> Tensor:
+        """``model(x, edge_index[, edge_attr])`` or ``model(data)``; returns ``(num_nodes, num_classes)`` logits."""
+        x, edge_index, edge_attr = unpack_graph(x, edge_index, edge_attr, fields=("edge_attr",))
+        x = check_features(x, self.in_channels, self.name)
+        x = input_dropout(x, self.dropout, self.training, self._input_memo)
+        x = F.elu(self.conv1(x, edge_index, edge_attr))
+        x = F.dropout(x, self.dropout, self.training)
+        return self.conv2(x, edge_index, edge_attr)
+
+
+class GATv2(GAT):
+    conv_cls = GATv2Conv
+    name = "gatv2"
+
+
+_INPUTS = "x (num_nodes, in_channels) float, edge_index (2, num_edges) long; or a Data-like object with .x, .edge_index"
+_TEST = TestSpec(config=dict(in_channels=6, hidden_channels=4, heads=2, num_classes=3), inputs=random_graph,
+                 output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]), batch_consistency=False)
+_CONFIG = dict(in_channels=1433, hidden_channels=8, num_classes=7, heads=8, out_heads=1, dropout=0.6)
+
+register_model(
+    "gat", GAT, _CONFIG, domain="graph", task="node-classification",
+    paper="Velickovic et al. 2018, Graph Attention Networks (arXiv:1710.10903)",
+    inputs=_INPUTS, classifier="conv2", test=_TEST,
+)
+register_model(
+    "gatv2", GATv2, _CONFIG, domain="graph", task="node-classification",
+    paper="Brody et al. 2022, How Attentive are Graph Attention Networks? (arXiv:2105.14491)",
+    inputs=_INPUTS, classifier="conv2", test=_TEST,
+)

@@ -1,0 +1,60 @@
+"""GraphSAGE: Hamilton, Ying & Leskovec, "Inductive Representation Learning on Large Graphs",
+NeurIPS 2017 (arXiv:1706.02216).
+
+``num_layers`` SAGEConv layers (mean aggregator, root weight) with ReLU and dropout between them;
+logits per node. Trained full-batch on small graphs or on sampled mini-batches
+(:class:`graph.sampling.NeighborSampler`: the first ``batch_size`` rows of a sampled subgraph
+are its seed nodes).
+
+Checkpoint layout: a model built the same way from PyG's ``SAGEConv`` — ``convs.N.lin_l.weight``,
+``convs.N.lin_l.bias``, ``convs.N.lin_r.weight``.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from shared.registry import TestSpec, register_model
+
+from ._testing import node_count, random_graph
+from .conv import SAGEConv
+from .message_passing import check_features, unpack_graph
+
+
+class GraphSAGE(nn.Module):
+    def __init__(self, in_channels: int = 1433, hidden_channels: int = 256, num_classes: int = 7,
+                 num_layers: int = 2, dropout: float = 0.5, aggr: str = "mean", normalize: bool = False):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
+        dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [num_classes]
+        self.convs = nn.ModuleList(
+            SAGEConv(a, b, aggr=aggr, normalize=normalize and i < num_layers - 1)
+            for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+        )
+
+    def forward(self, x, edge_index: Tensor | None = None) -> Tensor:
+        """``model(x, edge_index)`` or ``model(data)``; returns ``(num_nodes, num_classes)`` logits."""
+        x, edge_index = unpack_graph(x, edge_index)
+        x = check_features(x, self.in_channels, "graphsage")
+        for i, conv in enumerate(self.convs):
+            x = conv(x, edge_index)
+            if i < len(self.convs) - 1:
+                x = F.dropout(F.relu(x), self.dropout, self.training)
+        return x
+
+
+register_model(
+    "graphsage",
+    GraphSAGE,
+    dict(in_channels=1433, hidden_channels=256, num_classes=7, num_layers=2, dropout=0.5, aggr="mean"),
+    domain="graph",
+    task="node-classification",
+    paper="Hamilton et al. 2017, Inductive Representation Learning on Large Graphs (arXiv:1706.02216)",
+    inputs="x (num_nodes, in_channels) float, edge_index (2, num_edges) long; or a Data-like object with .x, .edge_index",
+    classifier="convs.1",
+    test=TestSpec(config=dict(in_channels=6, hidden_channels=8, num_classes=3), inputs=random_graph,
+                  output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]), batch_consistency=False),
+)
