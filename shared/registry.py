@@ -67,6 +67,10 @@ class TestSpec:
     inputs: Callable[[dict, int], tuple]
     output_shape: Callable[[dict, int], tuple] | None = None
     batch_consistency: bool = True
+    # (inputs, output, i) -> (inputs of sample i alone, the part of output that is sample i's).
+    # Default: slice dim 0 of every input and of the output. Graph models return the i-th graph
+    # of a disjoint union here, so "one sample alone equals the same sample in a batch" still holds.
+    select: Callable[[tuple, Any, int], tuple[tuple, Any]] | None = None
     atol: float = 1e-5
 
 
