@@ -14,7 +14,7 @@ import json
 import time
 
 from shared.factory import create
-from shared.training import ClassificationTask, TrainConfig, Trainer
+from shared.training import ClassificationTask, TrainConfig, Trainer, seed_everything
 
 from . import data as vdata
 
@@ -59,6 +59,7 @@ def main(argv=None) -> int:
     img_size = pick(args.img_size, "img_size")
 
     data = vdata.load_digits(img_size) if digits else vdata.load_image_folder(args.data, img_size)
+    seed_everything(args.seed, args.deterministic)  # the model's initial weights depend on it
     model = create(args.model, pretrained=args.pretrained or False, num_classes=len(data.classes), in_chans=data.in_chans)
     batch_size = pick(args.batch_size, "batch_size")
     config = TrainConfig(
@@ -70,9 +71,10 @@ def main(argv=None) -> int:
         device=args.device, seed=args.seed, deterministic=args.deterministic, output_dir=args.output_dir,
         resume=True if args.resume else None, progress=not args.no_progress, monitor="val/acc",
     )
-    print(f"{args.model} on {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test images, "
-          f"{len(data.classes)} classes, {img_size}px, {sum(p.numel() for p in model.parameters()):,} params")
     trainer = Trainer(model, ClassificationTask(label_smoothing=args.label_smoothing), data.train, data.val, config)
+    if trainer.is_main:
+        print(f"{args.model} on {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
+              f"images, {len(data.classes)} classes, {img_size}px, {sum(p.numel() for p in model.parameters()):,} params")
     start = time.perf_counter()
     trainer.fit()
     metrics = trainer.evaluate(data.test, prefix="test")
