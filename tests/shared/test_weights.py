@@ -29,6 +29,15 @@ def x():
     return torch.randn(2, 3, 32, 32)
 
 
+def _write(state, path):
+    """A state dict as a file: safetensors by suffix, else torch.save."""
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, path)
+    else:
+        torch.save(state, path)
+    return path
+
+
 def _same_output(a, b, x):
     with torch.no_grad():
         torch.testing.assert_close(a.eval()(x), b.eval()(x), atol=1e-6, rtol=0)
@@ -63,12 +72,7 @@ def test_list_models_filters():
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".pt", ".bin"])
 def test_loads_every_supported_format(reference, x, tmp_path, suffix):
-    path = tmp_path / f"w{suffix}"
-    sd = reference.state_dict()
-    if suffix == ".safetensors":
-        save_file({k: v.contiguous() for k, v in sd.items()}, path)
-    else:
-        torch.save(sd, path)
+    path = _write(reference.state_dict(), tmp_path / f"w{suffix}")
     model = _small(pretrained=path)
     _same_output(reference, model, x)
     assert model.load_report.reinitialized == [] and model.load_report.adapted == []
@@ -150,12 +154,7 @@ def test_raw_pickle_file_is_refused(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_truncated_file_gives_clear_error(reference, tmp_path, suffix):
-    path = tmp_path / f"w{suffix}"
-    sd = reference.state_dict()
-    if suffix == ".safetensors":
-        save_file({k: v.contiguous() for k, v in sd.items()}, path)
-    else:
-        torch.save(sd, path)
+    path = _write(reference.state_dict(), tmp_path / f"w{suffix}")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(zoo.CheckpointError, match="truncated or corrupted"):
