@@ -88,6 +88,9 @@ class ModelEntry:
     key_maps: dict[str, Callable[[dict], dict]] = field(default_factory=dict)
     classifier: tuple[str, ...] = ()  # state-dict prefixes of the classifier head
     first_conv: str | None = None  # state-dict key of the input projection weight
+    # option name -> fn(state, model) -> (state, note): adapts a checkpoint when the user asked for
+    # that option (e.g. ViT's img_size resamples the position embedding); the note is reported.
+    adapters: dict[str, Callable[[dict, Any], tuple[dict, str | None]]] = field(default_factory=dict)
     test: TestSpec | None = None
 
 
@@ -133,6 +136,7 @@ def register_model(
     key_maps: Mapping[str, Callable[[dict], dict]] | None = None,
     classifier: str | Sequence[str] = (),
     first_conv: str | None = None,
+    adapters: Mapping[str, Callable[[dict, Any], tuple[dict, str | None]]] | None = None,
     test: TestSpec | None = None,
 ) -> ModelEntry:
     """Add an architecture to the registry. ``builder(**config)`` must return an ``nn.Module``."""
@@ -154,6 +158,7 @@ def register_model(
         key_maps=dict(key_maps or {}),
         classifier=(classifier,) if isinstance(classifier, str) else tuple(classifier),
         first_conv=first_conv,
+        adapters=dict(adapters or {}),
         test=test,
     )
     _REGISTRY[name] = entry

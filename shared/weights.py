@@ -5,8 +5,9 @@ Reading: ``.safetensors`` first; ``.pt/.pth/.bin/.ckpt`` only through
 
 Loading: a foreign layout goes through the architecture's key map, then the state dict must
 match the model exactly. The only tolerated differences are the ones the user asked for —
-``num_classes=`` (classifier dropped and re-initialised) and ``in_chans=`` (first conv adapted) —
-and both are recorded in the returned :class:`LoadReport`.
+``num_classes=`` (classifier dropped and re-initialised), ``in_chans=`` (first conv adapted) and
+any option an architecture registers an adapter for (ViT's ``img_size``: position embedding
+resampled) — and each is recorded in the returned :class:`LoadReport`.
 """
 
 from __future__ import annotations
@@ -299,6 +300,14 @@ def load_weights(
             state[key] = adapt_input_conv(state[key], own[key].shape[1])
             report.adapted.append(key)
             report.notes.append(f"{key} adapted from {old} to {own[key].shape[1]} input channels")
+
+    for option, adapt in entry.adapters.items():
+        if option in requested:
+            before = {k: tuple(v.shape) for k, v in state.items()}
+            state, note = adapt(state, model)
+            report.adapted += [k for k, v in state.items() if k in before and tuple(v.shape) != before[k]]
+            if note:
+                report.notes.append(note)
 
     missing = sorted(k for k in own if k not in state and k not in report.reinitialized)
     unexpected = sorted(k for k in state if k not in own)

@@ -329,3 +329,21 @@ def test_bad_inputs_are_named(reference):
         reference(torch.randn(3, 32, 32))
     with pytest.raises(zoo.InputError, match="floating-point.*uint8"):
         reference(torch.zeros(1, 3, 32, 32, dtype=torch.uint8))
+
+
+def test_registered_adapter_runs_only_when_its_option_is_asked(reference, tmp_path, monkeypatch):
+    """An architecture's adapter (e.g. ViT img_size) transforms the checkpoint and is reported."""
+    entry = get_entry("resnet18")
+
+    def halve_fc(state, model):
+        state = dict(state)
+        state["fc.weight"] = state["fc.weight"] * 0.5
+        return state, "fc halved for zero_init_residual"
+
+    monkeypatch.setitem(entry.adapters, "zero_init_residual", halve_fc)
+    path = _write(reference.state_dict(), tmp_path / "w.pth")
+    plain = _small(pretrained=path)
+    assert plain.load_report.notes == [] and torch.equal(plain.fc.weight, reference.fc.weight)
+    adapted = _small(pretrained=path, zero_init_residual=True)
+    assert adapted.load_report.notes == ["fc halved for zero_init_residual"]
+    assert torch.equal(adapted.fc.weight, reference.fc.weight * 0.5)
