@@ -17,11 +17,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from shared.errors import InputError
-from shared.registry import TestSpec, WeightSource, register_model
+from shared.registry import TestSpec, register_model
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .common import IMAGENET_MEAN, IMAGENET_STD, check_images, data_config, torchvision_weights
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -170,13 +168,8 @@ class ResNet(nn.Module):
     @property
     def default_cfg(self) -> dict:
         """Data config of the model: its pretrained tag's when it was built with one, else ImageNet's."""
-        cfg = {"input_size": (self.in_chans, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-               "interpolation": "bilinear", "crop_pct": 0.875}
-        tag = getattr(self, "pretrained_cfg", {})
-        cfg.update({k: tuple(v) if isinstance(v, list) else v for k, v in tag.items() if k in cfg})
-        if self.in_chans != cfg["input_size"][0]:
-            cfg["input_size"] = (self.in_chans, *cfg["input_size"][1:])
-        return {**cfg, "num_classes": self.num_classes}
+        return data_config(self, {"input_size": (3, 224, 224), "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+                                  "interpolation": "bilinear", "crop_pct": 0.875})
 
     def get_classifier(self) -> nn.Module:
         return self.fc
@@ -189,15 +182,8 @@ class ResNet(nn.Module):
         if hasattr(self, "zoo_config"):
             self.zoo_config["num_classes"] = num_classes
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_chans:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InputError(f"ResNet expects images of shape (batch, {self.in_chans}, height, width), got {got}.")
-        if not x.is_floating_point():
-            raise InputError(f"ResNet expects floating-point images, got {x.dtype}; convert with x.float() / 255.")
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        check_images(x, self.in_chans, "ResNet")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer1(x)
         x = self.layer2(x)
@@ -219,13 +205,8 @@ class ResNet(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
-def _tv(filename: str, top1: float, tag: str = "tv_in1k", resize: int = 256) -> WeightSource:
-    return WeightSource(
-        tag=tag, url=f"https://download.pytorch.org/models/{filename}", layout="torchvision", num_classes=1000,
-        input_size=(3, 224, 224), mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear",
-        crop_pct=round(224 / resize, 3), license="BSD-3-Clause",
-        description=f"torchvision ImageNet-1k weights, top-1 {top1} (torchvision's reported figure)",
-    )
+def _tv(filename: str, top1: float, tag: str = "tv_in1k", resize: int = 256):
+    return torchvision_weights(filename, top1, tag, resize=resize)
 
 
 def _test_inputs(cfg: dict, batch: int) -> tuple:

@@ -35,10 +35,8 @@ from shared.layers import (DropPath, Mlp, MultiHeadAttention, init_weights_vit_s
                            trunc_normal_)
 from shared.registry import TestSpec, WeightSource, register_model
 
-INCEPTION_MEAN = (0.5, 0.5, 0.5)  # timm's augreg / original JAX checkpoints
-INCEPTION_STD = (0.5, 0.5, 0.5)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's checkpoints
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from .common import INCEPTION_MEAN, INCEPTION_STD, check_images, data_config, torchvision_weights
+
 LN_EPS = 1e-6  # timm, torchvision and the JAX original all use 1e-6
 
 
@@ -169,14 +167,10 @@ class VisionTransformer(nn.Module):
 
     @property
     def default_cfg(self) -> dict:
-        """Data config: the pretrained tag's when built with one, else timm's ViT defaults."""
-        h, w = self.patch_embed.img_size
-        cfg = {"input_size": (self.in_chans, h, w), "mean": INCEPTION_MEAN, "std": INCEPTION_STD,
-               "interpolation": "bicubic", "crop_pct": 0.9}
-        tag = getattr(self, "pretrained_cfg", {})
-        cfg.update({k: tuple(v) if isinstance(v, list) else v for k, v in tag.items() if k in cfg})
-        cfg["input_size"] = (self.in_chans, h, w)  # the model's own resolution wins (img_size=)
-        return {**cfg, "num_classes": self.num_classes}
+        """Data config: the pretrained tag's when built with one, else timm's ViT defaults; the model's
+        own resolution (``img_size=``) wins."""
+        return data_config(self, {"input_size": (3, 224, 224), "mean": INCEPTION_MEAN, "std": INCEPTION_STD,
+                                  "interpolation": "bicubic", "crop_pct": 0.9}, input_size=self.patch_embed.img_size)
 
     def get_classifier(self) -> nn.Module:
         return self.head
@@ -199,11 +193,7 @@ class VisionTransformer(nn.Module):
 
     def _check_input(self, x: torch.Tensor) -> None:
         name = type(self).__name__
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_chans:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise InputError(f"{name} expects images of shape (batch, {self.in_chans}, height, width), got {got}.")
-        if not x.is_floating_point():
-            raise InputError(f"{name} expects floating-point images, got {x.dtype}; convert with x.float() / 255.")
+        check_images(x, self.in_chans, name)
         hw, ph, pw = tuple(x.shape[-2:]), *self.patch_embed.patch_size
         if self.dynamic_img_size:
             if hw[0] % ph or hw[1] % pw or hw[0] < ph or hw[1] < pw:
@@ -355,14 +345,7 @@ def _timm(arch: str, tag: str, size: int = 224, crop_pct: float = 0.9, descripti
     )
 
 
-def _tv(filename: str, top1: float, tag: str = "tv_in1k", size: int = 224, resize: int = 256,
-        interpolation: str = "bilinear", license: str = "BSD-3-Clause", what: str = "ImageNet-1k") -> WeightSource:
-    return WeightSource(
-        tag=tag, url=f"https://download.pytorch.org/models/{filename}", layout="torchvision", num_classes=1000,
-        input_size=(3, size, size), mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation=interpolation,
-        crop_pct=round(size / resize, 3), license=license,
-        description=f"torchvision {what} weights, top-1 {top1} (torchvision's reported figure)",
-    )
+_tv = torchvision_weights
 
 
 _SWAG = dict(interpolation="bicubic", license="CC-BY-NC-4.0", what="SWAG (IG-3.6B pretrained, ImageNet-1k)")
