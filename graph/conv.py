@@ -264,19 +264,34 @@ class SAGEConv(nn.Module):
         self.lin_r = nn.Linear(in_channels, out_channels, bias=False) if root_weight else None
         self._memo = GraphMemo()
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+        """``size=(num_src, num_dst)``: a bipartite block (:mod:`graph.sampling`) whose targets are
+        the first ``num_dst`` rows of ``x``; the output then has ``num_dst`` rows."""
         x = check_features(x, self.in_channels, "SAGEConv")
-        n = x.size(0)
-        graph = self._memo.get(edge_index, n, lambda: CSRGraph(check_edge_index(edge_index, n, "SAGEConv"), n))
+        n_src = x.size(0)
+        n_dst = n_src if size is None else int(size[1])
+        if size is not None and (int(size[0]) != n_src or not 0 <= n_dst <= n_src):
+            raise InputError(f"SAGEConv: block size {tuple(size)} does not fit x with {n_src} rows "
+                             "(need size[0] == num rows of x >= size[1]).")
+
+        def prepare():
+            ei = check_edge_index(edge_index, n_src, "SAGEConv")
+            if n_dst < n_src and ei.numel() and int(ei[1].max()) >= n_dst:
+                raise InputError(f"SAGEConv: edge_index targets node {int(ei[1].max())}, but the block has "
+                                 f"{n_dst} target nodes.")
+            return CSRGraph(ei, n_dst, n_src)
+
+        graph = self._memo.get(edge_index, (n_src, n_dst), prepare)
+        x_dst = x if n_dst == n_src else x[:n_dst]
         if self.aggr == "max":
-            agg = scatter(x.index_select(0, graph.edge_index[0]), graph.edge_index[1], n, "max")
+            agg = scatter(x.index_select(0, graph.edge_index[0]), graph.edge_index[1], n_dst, "max")
         else:
             agg = csr_aggregate(None, x, graph)
             if self.aggr == "mean":
                 agg = agg / graph.crow.diff().clamp(min=1).to(x.dtype).unsqueeze(1)
         out = self.lin_l(agg)
         if self.lin_r is not None:
-            out = out + self.lin_r(x)
+            out = out + self.lin_r(x_dst)
         return F.normalize(out, p=2.0, dim=-1) if self.normalize else out
 
     def extra_repr(self) -> str:

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from shared.registry import TestSpec, register_model
 
-from ._testing import node_count, random_graph
+from ._testing import node_count, random_graph, select_node_graph
 from .conv import GATConv, GATv2Conv
 from .message_passing import GraphMemo, check_features, input_dropout, unpack_graph
 
@@ -57,7 +57,7 @@ class GATv2(GAT):
 
 _INPUTS = "x (num_nodes, in_channels) float, edge_index (2, num_edges) long; or a Data-like object with .x, .edge_index"
 _TEST = TestSpec(config=dict(in_channels=6, hidden_channels=4, heads=2, num_classes=3), inputs=random_graph,
-                 output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]), batch_consistency=False)
+                 output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]), select=select_node_graph)
 _CONFIG = dict(in_channels=1433, hidden_channels=8, num_classes=7, heads=8, out_heads=1, dropout=0.6)
 
 register_model(

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from shared.registry import TestSpec, register_model
 
-from ._testing import random_graph_batch
+from ._testing import random_graph_batch, select_graph
 from .conv import GINConv
 from .message_passing import check_batch, check_features, global_add_pool, global_max_pool, global_mean_pool, unpack_graph
 
@@ -67,5 +67,5 @@ register_model(
            "or a Data/Batch-like object with .x, .edge_index, .batch",
     classifier="heads",
     test=TestSpec(config=dict(in_channels=5, hidden_channels=8, num_classes=3, num_layers=2), inputs=random_graph_batch,
-                  output_shape=lambda cfg, b: (b, cfg["num_classes"]), batch_consistency=False),
+                  output_shape=lambda cfg, b: (b, cfg["num_classes"]), select=select_graph),
 )

@@ -319,41 +319,89 @@ def input_dropout(x: Tensor, p: float, training: bool, memo: GraphMemo | None = 
 # ------------------------------------------------------------------------------------------------
 
 
-def _csr(crow: Tensor, col: Tensor, values: Tensor, n: int) -> Tensor:
+def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow, col, values, (n, n), check_invariants=False)
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
 
 class CSRGraph:
     """An edge list sorted by target with CSR pointers for ``A`` (rows: targets) and ``A^T``.
 
     ``edge_index`` is the sorted list; ``perm_t`` reorders its edges by source (for ``A^T``).
+    ``num_src`` (default ``num_nodes``) makes it bipartite: sources in ``[0, num_src)``, targets
+    in ``[0, num_nodes)`` (a sampled block, see :mod:`graph.sampling`).
     """
 
-    def __init__(self, edge_index: Tensor, num_nodes: int):
+    def __init__(self, edge_index: Tensor, num_nodes: int, num_src: int | None = None):
         n = num_nodes
-        order = torch.argsort(edge_index[1] * n + edge_index[0])
+        m = n if num_src is None else num_src
+        order = torch.argsort(edge_index[1] * m + edge_index[0])
         self.order = order  # position in the input -> sorted position
         self.edge_index = edge_index[:, order]
         src, dst = self.edge_index[0], self.edge_index[1]
-        self.num_nodes = n
+        self.num_nodes, self.num_src = n, m
         self.crow = torch.zeros(n + 1, dtype=torch.long, device=src.device)
         self.crow[1:] = torch.bincount(dst, minlength=n).cumsum(0)
         self.perm_t = torch.argsort(src * n + dst)
         self.col_t = dst[self.perm_t]
-        self.crow_t = torch.zeros(n + 1, dtype=torch.long, device=src.device)
-        self.crow_t[1:] = torch.bincount(src, minlength=n).cumsum(0)
+        self.crow_t = torch.zeros(m + 1, dtype=torch.long, device=src.device)
+        self.crow_t[1:] = torch.bincount(src, minlength=m).cumsum(0)
+        self._heads: dict[int, tuple] = {}
+
+    def heads(self, h: int) -> tuple:
+        """CSR structure of the ``h``-head block-diagonal operator (built once per ``h``).
+
+        Head ``k`` of node ``i`` becomes row ``i * h + k``, so ``out[:, k] = A_k @ x[:, k]`` for
+        all heads is one sparse product of an ``(n h) x (m h)`` matrix with ``x.view(m h, C)``.
+        Returns ``(crow, col, perm)`` for ``A`` and the same for ``A^T``; ``perm`` picks the
+        values, in CSR order, out of the flattened ``(num_edges, h)`` value tensor.
+        """
+        if h not in self._heads:
+            src, dst = self.edge_index
+            fwd = _expand_heads(self.crow, src, None, h)
+            bwd = _expand_heads(self.crow_t, self.col_t, self.perm_t, h)
+            self._heads[h] = fwd + bwd
+        return self._heads[h]
+
+
+def _expand_heads(crow: Tensor, col: Tensor, order: Tensor | None, h: int) -> tuple[Tensor, Tensor, Tensor]:
+    n, e, dev = crow.numel() - 1, col.numel(), col.device
+    deg = crow.diff()
+    seg = torch.repeat_interleave(torch.arange(n, device=dev), deg, output_size=e)
+    start = crow[:-1].index_select(0, seg)
+    heads = torch.arange(h, device=dev)
+    slot = ((start * h + torch.arange(e, device=dev) - start).unsqueeze(1)
+            + heads.unsqueeze(0) * deg.index_select(0, seg).unsqueeze(1))  # (e, h): expanded CSR position
+    inv = torch.empty(e * h, dtype=torch.long, device=dev)
+    inv[slot.view(-1)] = torch.arange(e * h, device=dev)
+    new_col = (col.unsqueeze(1) * h + heads).view(-1).index_select(0, inv)
+    edge = torch.arange(e, device=dev) if order is None else order
+    perm = (edge.unsqueeze(1) * h + heads).view(-1).index_select(0, inv)
+    new_crow = torch.zeros(n * h + 1, dtype=torch.long, device=dev)
+    new_crow[1:] = deg.repeat_interleave(h).cumsum(0)
+    return new_crow, new_col, perm
+
+
+def _spmm_heads(crow: Tensor, col: Tensor, perm: Tensor, values: Tensor, x: Tensor, rows: int) -> Tensor:
+    h, c = x.size(1), x.size(2)
+    a = _csr(crow, col, values.reshape(-1).index_select(0, perm), (rows * h, x.size(0) * h))
+    return (a @ x.reshape(-1, c)).view(rows, h, c)
 
 
 class _CSRAggregate(torch.autograd.Function):
-    """``out[:, h] = A_h @ x[:, h]`` with ``A_h[i, j] = values[e, h]`` for edge ``e: j -> i``."""
+    """``out[:, h] = A_h @ x[:, h]`` with ``A_h[i, j] = values[e, h]`` for edge ``e: j -> i``:
+    one sparse product for all heads (see :meth:`CSRGraph.heads`)."""
 
     @staticmethod
     def forward(ctx, values: Tensor, x: Tensor, graph: CSRGraph) -> Tensor:
-        n, src = graph.num_nodes, graph.edge_index[0]
-        out = torch.stack([_csr(graph.crow, src, values[:, h].contiguous(), n) @ x[:, h].contiguous()
-                           for h in range(values.size(1))], dim=1)
+        values, x = values.contiguous(), x.contiguous()
+        if values.size(1) == 1:
+            out = (_csr(graph.crow, graph.edge_index[0], values.view(-1), (graph.num_nodes, graph.num_src))
+                   @ x.view(x.size(0), -1)).view(graph.num_nodes, 1, -1)
+        else:
+            crow, col, perm = graph.heads(values.size(1))[:3]
+            out = _spmm_heads(crow, col, perm, values, x, graph.num_nodes)
         ctx.save_for_backward(values, x)
         ctx.graph = graph
         return out
@@ -362,14 +410,19 @@ class _CSRAggregate(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         values, x = ctx.saved_tensors
         graph = ctx.graph
+        grad = grad.contiguous()
         grad_values = grad_x = None
         if ctx.needs_input_grad[0]:
             src, dst = graph.edge_index[0], graph.edge_index[1]
             grad_values = (grad.index_select(0, dst) * x.index_select(0, src)).sum(-1)
         if ctx.needs_input_grad[1]:
-            vt = values.index_select(0, graph.perm_t)
-            grad_x = torch.stack([_csr(graph.crow_t, graph.col_t, vt[:, h].contiguous(), graph.num_nodes)
-                                  @ grad[:, h].contiguous() for h in range(values.size(1))], dim=1)
+            if values.size(1) == 1:
+                vt = values.view(-1).index_select(0, graph.perm_t)
+                grad_x = (_csr(graph.crow_t, graph.col_t, vt, (graph.num_src, graph.num_nodes))
+                          @ grad.view(grad.size(0), -1)).view(graph.num_src, 1, -1)
+            else:
+                crow, col, perm = graph.heads(values.size(1))[3:]
+                grad_x = _spmm_heads(crow, col, perm, values, grad, graph.num_src)
         return grad_values, grad_x, None
 
 

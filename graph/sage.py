@@ -15,9 +15,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shared.errors import InputError
 from shared.registry import TestSpec, register_model
 
-from ._testing import node_count, random_graph
+from ._testing import node_count, random_graph, select_node_graph
 from .conv import SAGEConv
 from .message_passing import check_features, unpack_graph
 
@@ -35,8 +36,14 @@ class GraphSAGE(nn.Module):
             for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
         )
 
-    def forward(self, x, edge_index: Tensor | None = None) -> Tensor:
-        """``model(x, edge_index)`` or ``model(data)``; returns ``(num_nodes, num_classes)`` logits."""
+    def forward(self, x, edge_index=None) -> Tensor:
+        """``model(x, edge_index)`` or ``model(data)``: ``(num_nodes, num_classes)`` logits.
+
+        ``model(x[batch.n_id], batch.blocks)`` with a :class:`graph.sampling.SampledBatch`: one
+        block per layer; returns the logits of the batch's seed nodes (``batch.batch_size`` rows).
+        """
+        if isinstance(edge_index, (list, tuple)):
+            return self._forward_blocks(x, edge_index)
         x, edge_index = unpack_graph(x, edge_index)
         x = check_features(x, self.in_channels, "graphsage")
         for i, conv in enumerate(self.convs):
@@ -45,6 +52,16 @@ class GraphSAGE(nn.Module):
                 x = F.dropout(F.relu(x), self.dropout, self.training)
         return x
 
+    def _forward_blocks(self, x: Tensor, blocks) -> Tensor:
+        x = check_features(x, self.in_channels, "graphsage")
+        if len(blocks) != len(self.convs):
+            raise InputError(f"graphsage has {len(self.convs)} layers but got {len(blocks)} sampled blocks; "
+                             f"sample with {len(self.convs)} fan-outs.")
+        for i, (conv, block) in enumerate(zip(self.convs, blocks)):
+            x = conv(x, block.edge_index, size=block.size)
+            if i < len(self.convs) - 1:
+                x = F.dropout(F.relu(x), self.dropout, self.training)
+        return x
 
 register_model(
     "graphsage",
@@ -56,5 +73,5 @@ register_model(
     inputs="x (num_nodes, in_channels) float, edge_index (2, num_edges) long; or a Data-like object with .x, .edge_index",
     classifier="convs.1",
     test=TestSpec(config=dict(in_channels=6, hidden_channels=8, num_classes=3), inputs=random_graph,
-                  output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]), batch_consistency=False),
+                  output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]), select=select_node_graph),
 )

@@ -4,6 +4,7 @@
     python -m graph.train --model gcn --dataset citeseer --output-dir runs/gcn
     python -m graph.train --model gcn --dataset karate                # embedded data, no download
     zoo train gat --dataset cora                                      # the same, through the zoo CLI
+    python -m graph.train --model graphsage --fanouts 15 10 --batch-size 1024   # sampled mini-batches
 
 Each epoch is one optimiser step on the whole graph (Adam, weight decay), then an evaluation of
 train / val / test; the model kept is the one with the best validation accuracy (ties: lower
@@ -11,6 +12,11 @@ validation loss), and ``--patience`` stops a run when neither the validation los
 improved for that many epochs (GAT's rule). Full-batch training is not "batch -> loss" over a
 loader, so this loop is its own; it reuses the shared pieces: seeding, device choice, atomic
 checkpoints, the curve plot.
+
+``--fanouts`` (GraphSAGE only) trains on mini-batches instead: each epoch shuffles the training
+nodes into batches of ``--batch-size`` seeds, samples their neighbourhoods with
+:class:`graph.sampling.NeighborSampler` and takes one optimiser step per batch; evaluation stays
+full-batch.
 """
 
 from __future__ import annotations
@@ -63,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hidden-channels", type=int, default=None)
     p.add_argument("--heads", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--fanouts", type=int, nargs="+", default=None,
+                   help="graphsage: neighbours sampled per hop, seeds' hop first (e.g. 15 10; -1: all)")
+    p.add_argument("--batch-size", type=int, default=None, help="seed nodes per mini-batch with --fanouts")
     p.add_argument("--seeds", type=int, default=1, help="number of runs (seeds seed..seed+N-1); reports mean +- std")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -103,7 +112,7 @@ def evaluate(model: torch.nn.Module, data: GraphData) -> dict[str, float]:
 
 def train_one(model_name: str, data: GraphData, *, seed: int, epochs: int, lr: float, weight_decay: float,
               decay_scope: str, patience: int, model_kwargs: dict, device: torch.device, progress: bool = False,
-              select: str = "acc"):
+              select: str = "acc", fanouts: list[int] | None = None, batch_size: int = 1024):
     """One run; returns (best model, metrics of the best epoch, per-epoch history)."""
     seed_everything(seed)
     model = create(model_name, in_channels=data.num_features, num_classes=data.num_classes, **model_kwargs).to(device)
@@ -116,12 +125,21 @@ def train_one(model_name: str, data: GraphData, *, seed: int, epochs: int, lr: f
         from tqdm.auto import tqdm
 
         epoch_iter = tqdm(epoch_iter, desc=f"{model_name} seed {seed}", leave=False)
+    sampler = None
+    if fanouts:
+        from .sampling import NeighborSampler
+
+        sampler = NeighborSampler(data.edge_index, data.num_nodes, fanouts=fanouts, batch_size=batch_size,
+                                  seeds=train_mask)
     for epoch in epoch_iter:
         model.train()
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(data.x, data.edge_index)[train_mask], y[train_mask])
-        loss.backward()
-        optimizer.step()
+        if sampler is None:
+            optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(data.x, data.edge_index)[train_mask], y[train_mask])
+            loss.backward()
+            optimizer.step()
+        else:
+            loss = train_epoch_sampled(model, optimizer, sampler, data.x, y, device)
         m = evaluate(model, data)
         history.append({"epoch": epoch, "step": epoch, "train/step_loss": loss.item(), **m})
         if select == "gat":
@@ -140,6 +158,22 @@ def train_one(model_name: str, data: GraphData, *, seed: int, epochs: int, lr: f
     return model, best, history
 
 
+def train_epoch_sampled(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sampler, x: torch.Tensor,
+                        y: torch.Tensor, device: torch.device, max_batches: int | None = None) -> torch.Tensor:
+    """One pass over ``sampler``'s mini-batches (at most ``max_batches``); returns the mean loss."""
+    total, count = 0.0, 0
+    for k, batch in enumerate(sampler):
+        if max_batches is not None and k >= max_batches:
+            break
+        batch = batch.to(device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x[batch.n_id], batch.blocks), y[batch.seeds])
+        loss.backward()
+        optimizer.step()
+        total, count = total + loss.detach() * batch.batch_size, count + batch.batch_size
+    return total / max(count, 1)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     name = args.model.lower()
@@ -150,6 +184,12 @@ def main(argv=None) -> int:
     for key in ("epochs", "lr", "weight_decay", "decay_scope", "patience", "select"):
         if getattr(args, key) is not None:
             recipe[key] = getattr(args, key)
+    if args.fanouts:
+        if name != "graphsage":
+            raise SystemExit(f"--fanouts (neighbour sampling) is for graphsage, not {name}.")
+        recipe["fanouts"], recipe["batch_size"] = list(args.fanouts), args.batch_size or 1024
+    elif args.batch_size is not None:
+        raise SystemExit("--batch-size needs --fanouts (full-batch training has no batches).")
     model_kwargs = {k: getattr(args, k) for k in ("hidden_channels", "heads", "dropout") if getattr(args, k) is not None}
     device = resolve_device(args.device)
     data = load_dataset(args.dataset, args.data_dir).to(device)
