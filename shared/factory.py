@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from .errors import PretrainedNotFoundError
+from .errors import InvalidConfigError, PretrainedNotFoundError
+from .features import FeatureExtractor
 from .registry import ModelEntry, build, build_config, get_entry, split_name
 from .weights import (
     LoadReport,
@@ -57,9 +58,23 @@ def create(name: str, pretrained: Any = False, **kwargs: Any) -> torch.nn.Module
     ``pretrained``: False, True (the tag's source), a file, a directory or ``hf-hub:org/name``.
     ``num_classes`` / ``in_chans`` given together with pretrained weights re-initialise the
     classifier / adapt the first layer; ``model.load_report`` says what was done.
+    ``features_only=True`` (with optional ``out_indices``) wraps the model in a
+    :class:`shared.features.FeatureExtractor` that returns the maps of those feature stages.
     """
+    # feature extraction options wrap the model; they are not part of its config
+    features_only = kwargs.pop("features_only", False)
+    out_indices = kwargs.pop("out_indices", None)
     _, tag = split_name(name)
     entry = get_entry(name)
+    if out_indices is not None and not features_only:
+        raise InvalidConfigError(f"out_indices={out_indices!r} only applies with features_only=True ({entry.name}).")
+    builder = entry.builder
+    if features_only and isinstance(builder, type) and not callable(getattr(builder, "forward_intermediates", None)):
+        # a class builder is checked before building (and downloading); FeatureExtractor checks any model
+        raise InvalidConfigError(
+            f"{entry.name} does not support features_only (it has no forward_intermediates / feature_info); "
+            "build it without features_only and use forward_features."
+        )
     config = build_config(entry, kwargs)
     model = build(entry, config)
     if tag is not None or pretrained is True:
@@ -71,6 +86,8 @@ def create(name: str, pretrained: Any = False, **kwargs: Any) -> torch.nn.Module
         path, layout = _locate(entry, tag, pretrained)
         state = read_state_dict(path)
         model.load_report = load_weights(model, entry, state, requested=kwargs, layout=layout, source=str(path))
+    if features_only:
+        model = FeatureExtractor(model, out_indices)
     return model
 
 

@@ -17,11 +17,13 @@ as ``M.fc1/M.fc2``), ``features.-1`` (last conv), ``classifier.0`` / ``classifie
 from __future__ import annotations
 
 from functools import partial
+from typing import Sequence
 
 import torch
 from torch import nn
 
 from shared.layers import ConvNormAct, SqueezeExcitation
+from shared.features import checkpoint_module, take_indices
 from shared.registry import TestSpec, register_model
 
 from .common import IMAGENET_MEAN, IMAGENET_STD, check_images, data_config, torchvision_weights
@@ -162,6 +164,7 @@ class MobileNetV3(nn.Module):
             {"num_chs": last_conv, "reduction": reduction, "module": f"features.{len(layers) - 1}"})
         self.features = nn.Sequential(*layers)
         self.num_features = last_conv
+        self.grad_checkpointing = False
         self.head_hidden_size = ch(hidden // divider)
 
         self.avgpool = nn.AdaptiveAvgPool2d(1)
@@ -213,9 +216,38 @@ class MobileNetV3(nn.Module):
         if hasattr(self, "zoo_config"):
             self.zoo_config["num_classes"] = num_classes
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations (stem, inverted residuals, last conv) in backward."""
+        self.grad_checkpointing = enable
+
+    def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return checkpoint_module(layer, x) if self.grad_checkpointing and torch.is_grad_enabled() else layer(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.in_chans, "MobileNetV3")
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            for layer in self.features:
+                x = checkpoint_module(layer, x)
+            return x
         return self.features(x)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, intermediates_only: bool = False):
+        """Feature maps (NCHW) of the stages ``indices`` selects out of ``feature_info`` (the output of
+        the last block at each resolution, and of the last 1x1 conv; an int n: the last n; negative
+        allowed). Returns the list, or ``(final, list)`` unless ``intermediates_only``; ``stop_early``
+        skips the layers after the last selected stage (``final`` is then the last computed map).
+        ``norm`` has no effect (no final norm here)."""
+        check_images(x, self.in_chans, "MobileNetV3")
+        take = take_indices(len(self.feature_info), indices)
+        ends = {int(f["module"].rsplit(".", 1)[1]): i for i, f in enumerate(self.feature_info)}
+        stop = int(self.feature_info[max(take)]["module"].rsplit(".", 1)[1]) if stop_early else len(self.features) - 1
+        out = []
+        for j in range(stop + 1):
+            x = self._run(self.features[j], x)
+            if ends.get(j) in take:
+                out.append(x)
+        return out if intermediates_only else (x, out)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``pre_logits``: the hidden layer of the classifier (``head_hidden_size`` wide), as timm."""

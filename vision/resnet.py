@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from shared.features import checkpoint_module, take_indices
 from shared.registry import TestSpec, register_model
 
 from .common import IMAGENET_MEAN, IMAGENET_STD, check_images, data_config, torchvision_weights
@@ -126,7 +127,9 @@ class ResNet(nn.Module):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
         self._in = base_channels
-        self.feature_info = []
+        self.grad_checkpointing = False
+        # feature stages as timm's: the stem's activation (before the max-pool), then the four stages
+        self.feature_info = [{"num_chs": base_channels, "reduction": 2, "module": "relu"}]
         for i, depth in enumerate(layers):
             planes = base_channels * 2**i
             stride = 1 if i == 0 else 2
@@ -182,13 +185,42 @@ class ResNet(nn.Module):
         if hasattr(self, "zoo_config"):
             self.zoo_config["num_classes"] = num_classes
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each residual block's activations in backward instead of storing them."""
+        self.grad_checkpointing = enable
+
+    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            for block in stage:
+                x = checkpoint_module(block, x)
+            return x
+        return stage(x)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.in_chans, "ResNet")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        x = self._run_stage(self.layer1, x)
+        x = self._run_stage(self.layer2, x)
+        x = self._run_stage(self.layer3, x)
+        return self._run_stage(self.layer4, x)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, intermediates_only: bool = False):
+        """Feature maps (NCHW) of the stages ``indices`` selects out of ``feature_info`` (0: stem, 1-4:
+        layer1-4; an int n: the last n; negative allowed). Returns the list, or ``(final, list)``
+        unless ``intermediates_only``; ``stop_early`` skips the stages after the last selected one
+        (``final`` is then the last computed map). ``norm`` has no effect (no final norm in a ResNet)."""
+        check_images(x, self.in_chans, "ResNet")
+        take = take_indices(len(self.feature_info), indices)
+        last = max(take) if stop_early else len(self.feature_info) - 1
+        x = self.relu(self.bn1(self.conv1(x)))
+        out = [x] if 0 in take else []
+        x = self.maxpool(x) if last > 0 else x
+        for i in range(1, last + 1):
+            x = self._run_stage(getattr(self, f"layer{i}"), x)
+            if i in take:
+                out.append(x)
+        return out if intermediates_only else (x, out)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(self.avgpool(x), 1)

@@ -33,6 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from shared.errors import InputError
 from shared.layers import (DropPath, Mlp, MultiHeadAttention, init_weights_vit_style, resample_abs_pos_embed,
                            trunc_normal_)
+from shared.features import take_indices
 from shared.registry import TestSpec, WeightSource, register_model
 
 from .common import INCEPTION_MEAN, INCEPTION_STD, check_images, data_config, torchvision_weights
@@ -155,6 +156,9 @@ class VisionTransformer(nn.Module):
         self.fc_norm = nn.LayerNorm(embed_dim, eps=LN_EPS) if global_pool == "avg" else nn.Identity()
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        # one feature stage per block: its patch tokens as a (D, H/P, W/P) map
+        self.feature_info = [{"num_chs": embed_dim, "reduction": patch_hw[0], "module": f"blocks.{i}"}
+                             for i in range(depth)]
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -227,6 +231,26 @@ class VisionTransformer(nn.Module):
         else:
             x = self.blocks(x)
         return self.norm(x)
+
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, intermediates_only: bool = False):
+        """Outputs of the blocks ``indices`` selects (an int n: the last n; negative allowed) as NCHW
+        maps ``(B, D, H/P, W/P)`` of the patch tokens (prefix tokens dropped); ``norm`` applies the final
+        norm to each. Returns the list, or ``(final, list)`` unless ``intermediates_only``, ``final``
+        being what ``forward_features`` returns (of the last block run when ``stop_early``)."""
+        self._check_input(x)
+        take = take_indices(len(self.blocks), indices)
+        x = self.patch_embed(x)
+        b, h, w, _ = x.shape
+        x = self._pos_embed(x)
+        out = []
+        for i, block in enumerate(self.blocks[:max(take) + 1] if stop_early else self.blocks):
+            x = checkpoint(block, x, use_reentrant=False) if self.grad_checkpointing and torch.is_grad_enabled() \
+                else block(x)
+            if i in take:
+                y = self.norm(x) if norm else x
+                out.append(y[:, self.num_prefix_tokens:].reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous())
+        return out if intermediates_only else (self.norm(x), out)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = x[:, 0] if self.global_pool == "token" else x[:, self.num_prefix_tokens:].mean(dim=1)

@@ -62,7 +62,7 @@ def test_timm_style_interface():
     assert model(x).shape == (1, 2048)
     cfg = model.default_cfg
     assert cfg["input_size"] == (3, 224, 224) and len(cfg["mean"]) == 3 and cfg["crop_pct"] == 0.875
-    assert [f["num_chs"] for f in model.feature_info] == [256, 512, 1024, 2048]
+    assert [f["num_chs"] for f in model.feature_info] == [64, 256, 512, 1024, 2048]  # stem + 4 stages, as timm
 
 
 def test_default_cfg_follows_the_pretrained_tag():
