@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .errors import InvalidConfigError, PretrainedNotFoundError
+from .errors import CheckpointError, InvalidConfigError, PretrainedNotFoundError
 from .features import FeatureExtractor
 from .registry import ModelEntry, build, build_config, get_entry, split_name
 from .weights import (
@@ -52,10 +52,28 @@ def _locate(entry: ModelEntry, tag: str | None, pretrained: Any) -> tuple[Path, 
     raise TypeError(f"pretrained must be False, True, a path or 'hf-hub:org/name', got {type(pretrained).__name__}")
 
 
+def _saved_config(entry: ModelEntry, pretrained: Any) -> dict[str, Any]:
+    """The config of a ``save_pretrained`` directory passed as ``pretrained=``: the model is built
+    like the saved one (the user's keyword arguments still win)."""
+    if not isinstance(pretrained, (str, os.PathLike)) or str(pretrained).startswith("hf-hub:"):
+        return {}
+    directory = Path(pretrained).expanduser()
+    saved = read_zoo_config(directory) if directory.is_dir() else None
+    if saved is None:
+        return {}
+    if saved["architecture"] != entry.name:
+        raise CheckpointError(
+            f"{directory} holds a {saved['architecture']!r} model, not {entry.name!r}; "
+            f"use zoo.create({saved['architecture']!r}, ...) or zoo.from_pretrained({str(directory)!r})."
+        )
+    return dict(saved.get("config", {}))
+
+
 def create(name: str, pretrained: Any = False, **kwargs: Any) -> torch.nn.Module:
     """Build a registered model; see the registry contract in docs/DESIGN.md.
 
-    ``pretrained``: False, True (the tag's source), a file, a directory or ``hf-hub:org/name``.
+    ``pretrained``: False, True (the tag's source), a file, a directory or ``hf-hub:org/name``; a
+    ``save_pretrained`` directory also supplies the config the model is built with.
     ``num_classes`` / ``in_chans`` given together with pretrained weights re-initialise the
     classifier / adapt the first layer; ``model.load_report`` says what was done.
     ``features_only=True`` (with optional ``out_indices``) wraps the model in a
@@ -75,7 +93,8 @@ def create(name: str, pretrained: Any = False, **kwargs: Any) -> torch.nn.Module
             f"{entry.name} does not support features_only (it has no forward_intermediates / feature_info); "
             "build it without features_only and use forward_features."
         )
-    config = build_config(entry, kwargs)
+    saved = _saved_config(entry, pretrained)
+    config = build_config(entry, {**saved, **kwargs})
     model = build(entry, config)
     if tag is not None or pretrained is True:
         # the tag's data config (input size, mean/std, crop) travels with the model

@@ -311,22 +311,24 @@ def load_weights(
 
     missing = sorted(k for k in own if k not in state and k not in report.reinitialized)
     unexpected = sorted(k for k in state if k not in own)
-    mismatched = sorted(
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in state
-        if k in own and state[k].shape != own[k].shape
-    )
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    mismatched = sorted(f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong)
     if missing or unexpected or mismatched:
         lines = [f"Checkpoint {source} (layout {layout!r}) does not match {entry.name}:"]
         for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
             if items:
                 shown = items[:20] + ([f"... and {len(items) - 20} more"] if len(items) > 20 else [])
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(shown))
+        conv = entry.first_conv
+        head = [k for k in wrong if _is_classifier_key(k, entry.classifier)]
+        body = [k for k in wrong if k not in head and k != conv]
         hints = []
-        if entry.classifier and any(_is_classifier_key(m.split(":")[0], entry.classifier) for m in mismatched):
-            hints.append("pass num_classes=<N> to re-initialise the classifier")
-        if entry.first_conv and any(m.startswith(entry.first_conv + ":") for m in mismatched):
-            hints.append("pass in_chans=<C> to adapt the first layer")
+        if not (missing or unexpected or body):  # only the ends differ: the asked-for adaptations fit
+            if head:
+                hints.append("pass num_classes=<N> to re-initialise the classifier")
+            if conv in wrong and (state[conv].shape[:1] + state[conv].shape[2:]
+                                  == own[conv].shape[:1] + own[conv].shape[2:]):
+                hints.append("pass in_chans=<C> to adapt the first layer")
         if not hints:
             hints.append("check that the checkpoint belongs to this architecture and config")
         lines.append("Fix: " + "; ".join(hints) + ".")

@@ -347,3 +347,22 @@ def test_registered_adapter_runs_only_when_its_option_is_asked(reference, tmp_pa
     adapted = _small(pretrained=path, zero_init_residual=True)
     assert adapted.load_report.notes == ["fc halved for zero_init_residual"]
     assert torch.equal(adapted.fc.weight, reference.fc.weight * 0.5)
+
+
+def test_save_pretrained_directory_supplies_its_config(reference, x, tmp_path):
+    zoo.save_pretrained(reference, tmp_path / "dir")  # base_channels=8, not the registered default
+    model = zoo.create("resnet18", pretrained=tmp_path / "dir")
+    assert model.zoo_config["base_channels"] == 8
+    _same_output(reference, model, x)
+    with pytest.raises(zoo.CheckpointError, match="holds a 'resnet18' model, not 'resnet34'"):
+        zoo.create("resnet34", pretrained=tmp_path / "dir")
+
+
+def test_mismatch_hint_names_in_chans_only_for_an_input_channel_difference(tmp_path):
+    wide = _write(zoo.create("resnet18", base_channels=16).state_dict(), tmp_path / "wide.pth")
+    with pytest.raises(zoo.CheckpointMismatchError) as err:
+        _small(pretrained=wide)
+    assert "in_chans" not in str(err.value) and "belongs to this architecture" in str(err.value)
+    grey = _write(_small(in_chans=1).state_dict(), tmp_path / "grey.pth")
+    with pytest.raises(zoo.CheckpointMismatchError, match="pass in_chans"):
+        _small(pretrained=grey)
