@@ -45,22 +45,36 @@ def _stratified_split(labels: list[int], test_fraction: float, seed: int = SPLIT
     return train_test_split(list(range(n)), test_size=n_test, random_state=seed, stratify=labels)
 
 
-def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION) -> ImageData:
-    """scikit-learn's digits as (1, img_size, img_size) tensors, normalised to zero mean / unit std."""
+def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION,
+                classes: list[int] | None = None) -> ImageData:
+    """scikit-learn's digits as (1, img_size, img_size) tensors, normalised to zero mean / unit std.
+
+    ``classes`` keeps only those digits, renumbered 0..k-1 in the given order (the split is made
+    after selection, so it is fixed for each selection).
+    """
     from sklearn.datasets import load_digits as sk_digits
 
     digits = sk_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     images = torch.nn.functional.interpolate(images, size=(img_size, img_size), mode="bilinear", align_corners=False)
     labels = torch.tensor(digits.target, dtype=torch.long)
+    names = [str(i) for i in range(10)]
+    if classes is not None:
+        bad = [c for c in classes if not 0 <= c <= 9]
+        if bad or not classes:
+            raise ValueError(f"digits classes must be a non-empty selection of 0..9, got {classes}")
+        keep = torch.isin(labels, torch.tensor(classes))
+        remap = torch.full((10,), -1, dtype=torch.long)
+        remap[torch.tensor(classes)] = torch.arange(len(classes))
+        images, labels, names = images[keep], remap[labels[keep]], [str(c) for c in classes]
     train_idx, test_idx = _stratified_split(labels.tolist(), test_fraction)
     fit_pos, val_pos = _stratified_split(labels[train_idx].tolist(), VAL_FRACTION)
     fit_idx, val_idx = [train_idx[i] for i in fit_pos], [train_idx[i] for i in val_pos]
     mean, std = images[fit_idx].mean(), images[fit_idx].std()
     images = (images - mean) / std
     data = TensorDataset(images, labels)
-    return ImageData(Subset(data, fit_idx), Subset(data, val_idx), Subset(data, test_idx),
-                     [str(i) for i in range(10)], 1, img_size, "digits")
+    name = "digits" if classes is None else "digits[" + ",".join(names) + "]"
+    return ImageData(Subset(data, fit_idx), Subset(data, val_idx), Subset(data, test_idx), names, 1, img_size, name)
 
 
 class _Transformed(Dataset):

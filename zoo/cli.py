@@ -1,4 +1,4 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo info NAME``, ``zoo train NAME ...``."""
+"""The ``zoo`` command: ``zoo list``, ``zoo info NAME``, ``zoo train NAME ...``, ``zoo finetune NAME ...``."""
 
 from __future__ import annotations
 
@@ -39,14 +39,15 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _cmd_train(args, rest: list[str]) -> int:
+def _cmd_recipe(args, rest: list[str]) -> int:
+    """``zoo train NAME`` / ``zoo finetune NAME``: the model's domain recipe, ``<domain>.<command>``."""
     import zoo
 
     info = zoo.model_info(args.name)
     try:
-        recipe = importlib.import_module(f"{info.domain}.train")
+        recipe = importlib.import_module(f"{info.domain}.{args.command}")
     except ModuleNotFoundError:
-        print(f"the {info.domain} domain has no training recipe yet", file=sys.stderr)
+        print(f"the {info.domain} domain has no {args.command} recipe yet", file=sys.stderr)
         return 2
     return recipe.main(["--model", args.name, *rest]) or 0
 
@@ -63,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("train", help="train a model with its domain's recipe (other options go to the recipe)")
     p.add_argument("name")
+    p = sub.add_parser("finetune", help="fine-tune pretrained weights on new classes (options go to the recipe)")
+    p.add_argument("name")
     args, rest = parser.parse_known_args(argv)
     from shared.errors import ZooError
 
     try:
-        if args.command == "train":
-            return _cmd_train(args, rest)
+        if args.command in ("train", "finetune"):
+            return _cmd_recipe(args, rest)
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return _cmd_list(args) if args.command == "list" else _cmd_info(args)
