@@ -145,6 +145,7 @@ def test_pickle_needing_code_is_refused_and_nothing_runs(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_raw_pickle_file_is_refused(tmp_path):
     path = tmp_path / "raw.bin"
     path.write_bytes(pickle.dumps({"a": [1, 2]}))
