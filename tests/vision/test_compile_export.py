@@ -8,6 +8,7 @@ import torch
 import zoo
 from shared.errors import InputError
 from shared.registry import get_entry
+from tests.vision._helpers import randomize_bn
 
 VISION = zoo.list_models(domain="vision")
 ONE_PER_FAMILY = ["resnet18", "mobilenet_v3_small", "vit_tiny_patch16_224"]
@@ -17,12 +18,7 @@ def _tiny(name: str):
     """The model at its TestSpec tiny config, in eval mode, and its example inputs (batch 2)."""
     spec = get_entry(name).test
     torch.manual_seed(0)
-    model = zoo.create(name, **spec.config).eval()
-    with torch.no_grad():  # BatchNorm at its init (0 / 1) would make the running stats a no-op
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+    model = randomize_bn(zoo.create(name, **spec.config)).eval()
     return model, spec.inputs(spec.config, 2)
 
 

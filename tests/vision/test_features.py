@@ -11,6 +11,7 @@ import zoo
 from shared import registry
 from shared.features import FeatureExtractor
 from vision.vit import VisionTransformer
+from tests.vision._helpers import randomize_bn
 
 VISION = zoo.list_models(domain="vision")
 
@@ -22,17 +23,6 @@ def _tiny(name):
 def _inputs(name, batch=2):
     entry = registry.get_entry(name)
     return entry.test.inputs(entry.test.config, batch)[0]
-
-
-def _randomize_bn(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    return model
 
 
 def _check_maps(feats, info, x):
@@ -138,7 +128,7 @@ def test_features_only_without_support_raises(builder, monkeypatch):
 def test_extractor_saves_and_loads_as_the_model(tmp_path):
     torch.manual_seed(0)
     cfg = _tiny("resnet18")
-    ext = _randomize_bn(zoo.create("resnet18", features_only=True, out_indices=(1, 3), **cfg)).eval()
+    ext = randomize_bn(zoo.create("resnet18", features_only=True, out_indices=(1, 3), **cfg)).eval()
     model_keys = list(ext.model.state_dict())
     assert list(ext.state_dict()) == model_keys  # no "model." prefix
     x = _inputs("resnet18")
@@ -176,7 +166,7 @@ def test_vit_intermediates_drop_prefix_tokens_and_norm():
 def test_resnet50_features_match_timm():
     timm = pytest.importorskip("timm")
     torch.manual_seed(0)
-    ours = _randomize_bn(zoo.create("resnet50", features_only=True)).eval()
+    ours = randomize_bn(zoo.create("resnet50", features_only=True)).eval()
     reference = timm.create_model("resnet50", features_only=True, pretrained=False).eval()
     state = {k: v for k, v in ours.state_dict().items() if not k.startswith("fc.")}
     assert set(state) == set(reference.state_dict())  # timm's keys are torchvision's, minus the head

@@ -7,21 +7,10 @@ import torchvision
 import zoo
 from shared.errors import InputError
 from vision.mobilenetv3 import MobileNetV3
+from tests.vision._helpers import randomize_bn
 
 VARIANTS = ["mobilenet_v3_large", "mobilenet_v3_small"]
 TOL = dict(atol=1e-5, rtol=1e-5)
-
-
-def _randomize_bn(model):
-    """BatchNorm starts at identity statistics; give it values so the comparison exercises them."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    return model
 
 
 def test_the_family_is_registered():
@@ -31,7 +20,7 @@ def test_the_family_is_registered():
 @pytest.mark.parametrize("name", VARIANTS)
 def test_matches_torchvision(name, tmp_path):
     torch.manual_seed(0)
-    reference = _randomize_bn(getattr(torchvision.models, name)()).eval()
+    reference = randomize_bn(getattr(torchvision.models, name)()).eval()
     ours = zoo.create(name).eval()
     ref_sd, our_sd = reference.state_dict(), ours.state_dict()
     assert list(our_sd) == list(ref_sd)
@@ -56,7 +45,7 @@ def test_matches_torchvision(name, tmp_path):
                                      ("mobilenet_v3_small", dict(dilated=True, num_classes=7))])
 def test_options_match_torchvision(name, kw):
     torch.manual_seed(0)
-    reference = _randomize_bn(getattr(torchvision.models, name)(**kw)).eval()
+    reference = randomize_bn(getattr(torchvision.models, name)(**kw)).eval()
     ours = zoo.create(name, **kw).eval()
     assert list(ours.state_dict()) == list(reference.state_dict())
     ours.load_state_dict(reference.state_dict(), strict=True)

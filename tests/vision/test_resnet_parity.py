@@ -5,6 +5,7 @@ import torch
 import torchvision
 
 import zoo
+from tests.vision._helpers import randomize_bn
 
 VARIANTS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
             "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2"]
@@ -18,15 +19,7 @@ def test_the_family_is_registered():
 @pytest.mark.parametrize("name", VARIANTS)
 def test_matches_torchvision(name, tmp_path):
     torch.manual_seed(0)
-    reference = getattr(torchvision.models, name)().eval()
-    # give BatchNorm non-trivial statistics so the comparison exercises them
-    with torch.no_grad():
-        for m in reference.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
+    reference = randomize_bn(getattr(torchvision.models, name)()).eval()
     ours = zoo.create(name).eval()
     ref_sd, our_sd = reference.state_dict(), ours.state_dict()
     assert list(our_sd) == list(ref_sd)
