@@ -19,7 +19,6 @@ import io
 import os
 import pickle
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from shared.atomic import atomic_open
 from shared.errors import ZooError
 
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
@@ -203,14 +203,10 @@ def download_planetoid(name: str, root: str | os.PathLike, base_url: str = PLANE
         if target.is_file():
             continue
         url = f"{base_url.rstrip('/')}/ind.{name}.{suffix}"
-        fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{target.name}.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            with atomic_open(target) as out, urllib.request.urlopen(url, timeout=60) as response:
                 shutil.copyfileobj(response, out)
-            os.replace(tmp, target)
         except Exception as exc:
-            if os.path.exists(tmp):
-                os.remove(tmp)
             raise DatasetError(f"Could not download {url} ({type(exc).__name__}: {exc}). Download the files "
                                f"ind.{name}.{{{','.join(PLANETOID_SUFFIXES)}}} elsewhere and pass their "
                                "directory as root / --data-dir.") from None

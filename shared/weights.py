@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Mapping
 
 import torch
 
+from .atomic import atomic_open
 from .errors import (
     CheckpointError,
     CheckpointMismatchError,
@@ -347,23 +347,9 @@ def load_weights(
 # ---------------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike) -> Path:
     """Write ``config.json`` + ``model.safetensors`` for a model built by ``zoo.create``."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save as safetensors_bytes
 
     name = getattr(model, "zoo_name", None)
     if name is None:
@@ -382,8 +368,10 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike) -> Pat
         seen.add(ptr)
         tensors[key] = value.contiguous()
     config = {"architecture": name, "config": model.zoo_config, "format": "zoo", "version": 1}
-    _atomic_write(directory / "model.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_FILENAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    with atomic_open(directory / "model.safetensors") as fh:
+        fh.write(safetensors_bytes(tensors, metadata={"format": "pt"}))
+    with atomic_open(directory / CONFIG_FILENAME) as fh:
+        fh.write((json.dumps(config, indent=2) + "\n").encode())
     return directory
 
 

@@ -12,32 +12,19 @@ hold tensors and plain containers of numbers/strings, never pickled code.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ..atomic import atomic_open
 
 
 def save_checkpoint(path: str | os.PathLike, obj: dict) -> Path:
     """Write ``obj`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Anything went wrong (including KeyboardInterrupt): drop the partial file,
-        # the previous checkpoint under `path` is untouched.
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)  # make the rename itself durable
+    with atomic_open(path) as f:
+        torch.save(obj, f)
     return path
 
 
@@ -48,12 +35,3 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     return torch.load(path, map_location=map_location, weights_only=True)
 
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":  # directories cannot be opened for fsync on Windows
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
