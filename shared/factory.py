@@ -16,7 +16,6 @@ from .errors import CheckpointError, InvalidConfigError, PretrainedNotFoundError
 from .features import FeatureExtractor
 from .registry import ModelEntry, build, build_config, get_entry, split_name
 from .weights import (
-    LoadReport,
     find_weight_file,
     load_weights,
     read_state_dict,
@@ -114,8 +113,7 @@ def from_pretrained(path: str | os.PathLike, **overrides: Any) -> torch.nn.Modul
     """Rebuild a model saved by ``save_pretrained`` (a directory or ``hf-hub:org/name``)."""
     spec = str(path)
     if spec.startswith("hf-hub:"):
-        weights = resolve_hf_hub(spec)
-        directory = weights.parent
+        directory = resolve_hf_hub(spec).parent  # the hub snapshot holds config.json beside the weights
     else:
         directory = Path(spec).expanduser()
         if not directory.is_dir():
@@ -123,15 +121,12 @@ def from_pretrained(path: str | os.PathLike, **overrides: Any) -> torch.nn.Modul
                 f"from_pretrained expects a directory with config.json + model.safetensors; {directory} is not one. "
                 "For a bare weights file use zoo.create(name, pretrained=file)."
             )
-        weights = find_weight_file(directory)
+        find_weight_file(directory)  # names a directory without weights before anything else
     config = read_zoo_config(directory)
     if config is None:
         raise PretrainedNotFoundError(
             f"{directory / 'config.json'} is missing or is not a zoo config (no 'architecture'); "
             "use zoo.create(name, pretrained=directory) to load foreign weights into a named architecture."
         )
-    entry = get_entry(config["architecture"])
-    model = build(entry, build_config(entry, {**config.get("config", {}), **overrides}))
-    state = read_state_dict(weights)
-    model.load_report: LoadReport = load_weights(model, entry, state, requested=overrides, source=str(weights))
-    return model
+    # a save_pretrained directory passed to create() supplies its config: the same path rebuilds it
+    return create(config["architecture"], pretrained=directory, **overrides)
