@@ -324,36 +324,35 @@ def _rename(key: str, table: dict[str, str]) -> str | None:
     return None
 
 
+def _remap(state: dict[str, torch.Tensor], block: re.Pattern, block_prefix: str, block_table: dict[str, str],
+           top_table: dict[str, str]) -> dict[str, torch.Tensor]:
+    """Rename keys: per-block keys (matched by ``block``) through ``block_table`` under
+    ``block_prefix + index``, the rest through ``top_table``; unknown keys pass through."""
+    out = {}
+    for key, value in state.items():
+        m = block.match(key)
+        if m:
+            new = _rename(m.group(2), block_table)
+            out[f"{block_prefix}{m.group(1)}.{new}" if new else key] = value
+        else:
+            out[_rename(key, top_table) or key] = value
+    return out
+
+
 def torchvision_to_timm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """torchvision ``VisionTransformer`` keys -> ours (timm's). Unknown keys pass through unchanged.
 
     ``nn.MultiheadAttention``'s ``in_proj_weight`` is already q | k | v stacked like ``qkv``, so the
     map is a pure renaming: no tensor is changed.
     """
-    out = {}
-    for key, value in state.items():
-        m = _TV_LAYER.match(key)
-        if m:
-            new = _rename(m.group(2), _TV_TO_TIMM_BLOCK)
-            out[f"blocks.{m.group(1)}.{new}" if new else key] = value
-        else:
-            out[_rename(key, _TV_TO_TIMM_TOP) or key] = value
-    return out
+    return _remap(state, _TV_LAYER, "blocks.", _TV_TO_TIMM_BLOCK, _TV_TO_TIMM_TOP)
 
 
 def timm_to_torchvision(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Ours (timm's) -> torchvision's current layout (``mlp.0`` / ``mlp.3``); inverse of the above."""
     block = {v: k for k, v in _TV_TO_TIMM_BLOCK.items() if "linear_" not in k}
     top = {v: k for k, v in _TV_TO_TIMM_TOP.items()}
-    out = {}
-    for key, value in state.items():
-        m = _TIMM_BLOCK.match(key)
-        if m:
-            new = _rename(m.group(2), block)
-            out[f"encoder.layers.encoder_layer_{m.group(1)}.{new}" if new else key] = value
-        else:
-            out[_rename(key, top) or key] = value
-    return out
+    return _remap(state, _TIMM_BLOCK, "encoder.layers.encoder_layer_", block, top)
 
 
 # ------------------------------------------------------------------------------------------------
