@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from shared.registry import TestSpec
+
 
 def graph_size(k: int) -> int:
     """Nodes of the ``k``-th graph of a batch: 4..7."""
@@ -72,3 +74,13 @@ def select_graph(inputs: tuple, output: Tensor, i: int) -> tuple[tuple, Tensor]:
     x, edge_index, _ = inputs
     sub_x, sub_ei, _ = _subgraph(x, edge_index, i)
     return (sub_x, sub_ei, torch.zeros(sub_x.size(0), dtype=torch.long)), output[i:i + 1]
+
+
+NODE_INPUTS = "x (num_nodes, in_channels) float, edge_index (2, num_edges) long; or a Data-like object with .x, .edge_index"
+
+
+def node_test_spec(**config) -> TestSpec:
+    """TestSpec of a node-classification model: ``config`` on a disjoint union of random graphs,
+    one output row per node, graph ``i`` checked alone against its rows in the union."""
+    return TestSpec(config=config, inputs=random_graph, select=select_node_graph,
+                    output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]))

@@ -18,9 +18,9 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shared.registry import TestSpec, register_model
+from shared.registry import register_model
 
-from ._testing import node_count, random_graph, select_node_graph
+from ._testing import NODE_INPUTS, node_test_spec
 from .conv import GATConv, GATv2Conv
 from .message_passing import GraphMemo, check_features, input_dropout, unpack_graph
 
@@ -55,18 +55,16 @@ class GATv2(GAT):
     name = "gatv2"
 
 
-_INPUTS = "x (num_nodes, in_channels) float, edge_index (2, num_edges) long; or a Data-like object with .x, .edge_index"
-_TEST = TestSpec(config=dict(in_channels=6, hidden_channels=4, heads=2, num_classes=3), inputs=random_graph,
-                 output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]), select=select_node_graph)
+_TEST = node_test_spec(in_channels=6, hidden_channels=4, heads=2, num_classes=3)
 _CONFIG = dict(in_channels=1433, hidden_channels=8, num_classes=7, heads=8, out_heads=1, dropout=0.6)
 
 register_model(
     "gat", GAT, _CONFIG, domain="graph", task="node-classification",
     paper="Velickovic et al. 2018, Graph Attention Networks (arXiv:1710.10903)",
-    inputs=_INPUTS, classifier="conv2", test=_TEST,
+    inputs=NODE_INPUTS, classifier="conv2", test=_TEST,
 )
 register_model(
     "gatv2", GATv2, _CONFIG, domain="graph", task="node-classification",
     paper="Brody et al. 2022, How Attentive are Graph Attention Networks? (arXiv:2105.14491)",
-    inputs=_INPUTS, classifier="conv2", test=_TEST,
+    inputs=NODE_INPUTS, classifier="conv2", test=_TEST,
 )

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from shared.errors import InputError
-from shared.registry import TestSpec, register_model
+from shared.registry import register_model
 
-from ._testing import node_count, random_graph, select_node_graph
+from ._testing import NODE_INPUTS, node_test_spec
 from .conv import SAGEConv
 from .message_passing import check_features, unpack_graph
 
@@ -70,8 +70,7 @@ register_model(
     domain="graph",
     task="node-classification",
     paper="Hamilton et al. 2017, Inductive Representation Learning on Large Graphs (arXiv:1706.02216)",
-    inputs="x (num_nodes, in_channels) float, edge_index (2, num_edges) long; or a Data-like object with .x, .edge_index",
+    inputs=NODE_INPUTS,
     classifier="convs.1",
-    test=TestSpec(config=dict(in_channels=6, hidden_channels=8, num_classes=3), inputs=random_graph,
-                  output_shape=lambda cfg, b: (node_count(b), cfg["num_classes"]), select=select_node_graph),
+    test=node_test_spec(in_channels=6, hidden_channels=8, num_classes=3),
 )
