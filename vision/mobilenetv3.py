@@ -266,12 +266,11 @@ class MobileNetV3(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
-def _tv(filename: str, top1: float, tag: str = "tv_in1k", resize: int = 256):
-    return torchvision_weights(filename, top1, tag, resize=resize)
+_tv = torchvision_weights  # torchvision's V2 recipes are evaluated at resize 232
 
 
 _VARIANTS = {
-    "mobilenet_v3_large": ("large", [_tv("mobilenet_v3_large-5c1a4163.pth", 75.274, "tv2_in1k", 232),
+    "mobilenet_v3_large": ("large", [_tv("mobilenet_v3_large-5c1a4163.pth", 75.274, "tv2_in1k", resize=232),
                                      _tv("mobilenet_v3_large-8738ca79.pth", 74.042)]),
     "mobilenet_v3_small": ("small", [_tv("mobilenet_v3_small-047dcff4.pth", 67.668)]),
 }

@@ -237,8 +237,7 @@ class ResNet(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
-def _tv(filename: str, top1: float, tag: str = "tv_in1k", resize: int = 256):
-    return torchvision_weights(filename, top1, tag, resize=resize)
+_tv = torchvision_weights  # torchvision's V2 recipes are evaluated at resize 232
 
 
 def _test_inputs(cfg: dict, batch: int) -> tuple:
@@ -259,22 +258,22 @@ _VARIANTS = {
     "resnet18": ("basic", (2, 2, 2, 2), 1, 64, "resnet", [_tv("resnet18-f37072fd.pth", 69.758)]),
     "resnet34": ("basic", (3, 4, 6, 3), 1, 64, "resnet", [_tv("resnet34-b627a593.pth", 73.314)]),
     "resnet50": ("bottleneck", (3, 4, 6, 3), 1, 64, "resnet",
-                 [_tv("resnet50-11ad3fa6.pth", 80.858, "tv2_in1k", 232), _tv("resnet50-0676ba61.pth", 76.13)]),
+                 [_tv("resnet50-11ad3fa6.pth", 80.858, "tv2_in1k", resize=232), _tv("resnet50-0676ba61.pth", 76.13)]),
     "resnet101": ("bottleneck", (3, 4, 23, 3), 1, 64, "resnet",
-                  [_tv("resnet101-cd907fc2.pth", 81.886, "tv2_in1k", 232), _tv("resnet101-63fe2227.pth", 77.374)]),
+                  [_tv("resnet101-cd907fc2.pth", 81.886, "tv2_in1k", resize=232), _tv("resnet101-63fe2227.pth", 77.374)]),
     "resnet152": ("bottleneck", (3, 8, 36, 3), 1, 64, "resnet",
-                  [_tv("resnet152-f82ba261.pth", 82.284, "tv2_in1k", 232), _tv("resnet152-394f9c45.pth", 78.312)]),
+                  [_tv("resnet152-f82ba261.pth", 82.284, "tv2_in1k", resize=232), _tv("resnet152-394f9c45.pth", 78.312)]),
     "resnext50_32x4d": ("bottleneck", (3, 4, 6, 3), 32, 4, "resnext",
-                        [_tv("resnext50_32x4d-1a0047aa.pth", 81.198, "tv2_in1k", 232),
+                        [_tv("resnext50_32x4d-1a0047aa.pth", 81.198, "tv2_in1k", resize=232),
                          _tv("resnext50_32x4d-7cdf4587.pth", 77.618)]),
     "resnext101_32x8d": ("bottleneck", (3, 4, 23, 3), 32, 8, "resnext",
-                         [_tv("resnext101_32x8d-110c445d.pth", 82.834, "tv2_in1k", 232),
+                         [_tv("resnext101_32x8d-110c445d.pth", 82.834, "tv2_in1k", resize=232),
                           _tv("resnext101_32x8d-8ba56ff5.pth", 79.312)]),
     "wide_resnet50_2": ("bottleneck", (3, 4, 6, 3), 1, 128, "wide",
-                        [_tv("wide_resnet50_2-9ba9bcbe.pth", 81.602, "tv2_in1k", 232),
+                        [_tv("wide_resnet50_2-9ba9bcbe.pth", 81.602, "tv2_in1k", resize=232),
                          _tv("wide_resnet50_2-95faca4d.pth", 78.468)]),
     "wide_resnet101_2": ("bottleneck", (3, 4, 23, 3), 1, 128, "wide",
-                         [_tv("wide_resnet101_2-d733dc28.pth", 82.51, "tv2_in1k", 232),
+                         [_tv("wide_resnet101_2-d733dc28.pth", 82.51, "tv2_in1k", resize=232),
                           _tv("wide_resnet101_2-32ee1156.pth", 78.848)]),
 }
 
