@@ -26,6 +26,7 @@ from torch import nn
 
 from shared.registry import get_entry
 from shared.training import Callback
+from shared.training.optim import decay_groups
 
 from . import train as recipe
 
@@ -51,20 +52,13 @@ def depth_groups(model: nn.Module) -> list[list[str]]:
     return [g for g in [stem, *stages.values(), head] if g]
 
 
-def _split_decay(params: list[nn.Parameter], weight_decay: float, lr: float) -> list[dict]:
-    """The trainer's convention: 1-D parameters (biases, norm scales) get no weight decay."""
-    groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, "lr": lr},
-              {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lr": lr}]
-    return [g for g in groups if g["params"]]
-
-
 def build_optimizer(model: nn.Module, groups: list[list[str]], strategy: str, lr: float, weight_decay: float,
                     layer_decay: float, optimizer: str) -> torch.optim.Optimizer:
     params = dict(model.named_parameters())
     param_groups = []
     for depth_from_top, names in enumerate(reversed(groups)):
         scale = layer_decay ** depth_from_top if strategy == "llrd" else 1.0
-        param_groups += _split_decay([params[n] for n in names], weight_decay, lr * scale)
+        param_groups += decay_groups([params[n] for n in names], weight_decay, lr=lr * scale)
     if strategy == "linear":
         head = set(groups[-1])
         param_groups = [dict(g, params=[p for p in g["params"] if any(p is params[n] for n in head)])

@@ -9,6 +9,18 @@ from torch.optim import lr_scheduler as sched
 from .config import TrainConfig
 
 
+def decay_groups(params, weight_decay: float, decay_norm_and_bias: bool = False, **options) -> list[dict]:
+    """Optimizer param groups: unless ``decay_norm_and_bias``, 1-D parameters (biases, norm
+    scales) get ``weight_decay=0``. ``options`` (e.g. ``lr``) go into every group."""
+    params = list(params)
+    if decay_norm_and_bias or weight_decay == 0:
+        groups = [{"params": params, "weight_decay": weight_decay}]
+    else:
+        groups = [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+                  {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    return [{**g, **options} for g in groups if g["params"]]
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW / Adam / SGD over the trainable parameters.
 
@@ -16,14 +28,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     second group with ``weight_decay=0``, the usual choice for transformers and CNNs.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.decay_norm_and_bias or cfg.weight_decay == 0:
-        groups = [{"params": params, "weight_decay": cfg.weight_decay}]
-    else:
-        groups = [
-            {"params": [p for p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
-            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-        ]
-        groups = [g for g in groups if g["params"]]
+    groups = decay_groups(params, cfg.weight_decay, cfg.decay_norm_and_bias)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     if cfg.optimizer == "adam":
