@@ -5,6 +5,13 @@
   stratified train / test set.
 - an image folder (``root/class_x/*.png``), torchvision style; with ``train/`` and ``val/`` (or
   ``test/``) sub-folders those are the splits, otherwise a fixed 80/20 stratified split.
+- a Hugging Face ``datasets`` dataset: a hub name (``hf:uoft-cs/cifar10`` or just the name), a
+  ``save_to_disk`` directory, or a local directory of parquet / arrow files. The image and label
+  columns are found from the features (``Image`` / ``ClassLabel``) or named explicitly.
+
+Training-time augmentation is torchvision transforms v2: random-resized-crop and flip for
+photographs, plus an optional RandAugment or TrivialAugment policy (``augment=``). Digits get
+the policy alone, since flipping or cropping a digit can change its class.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 DIGITS_TEST_FRACTION = 0.25
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0
+AUGMENTS = ("none", "randaugment", "trivialaugment")
 
 
 @dataclass
@@ -45,12 +53,23 @@ def _stratified_split(labels: list[int], test_fraction: float, seed: int = SPLIT
     return train_test_split(list(range(n)), test_size=n_test, random_state=seed, stratify=labels)
 
 
+def _policy(augment: str | None):
+    """The RandAugment / TrivialAugment transform for ``augment`` (None for "none")."""
+    from torchvision.transforms import v2
+
+    augment = augment or "none"
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+    return {"none": None, "randaugment": v2.RandAugment(), "trivialaugment": v2.TrivialAugmentWide()}[augment]
+
+
 def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION,
-                classes: list[int] | None = None) -> ImageData:
+                classes: list[int] | None = None, augment: str | None = None) -> ImageData:
     """scikit-learn's digits as (1, img_size, img_size) tensors, normalised to zero mean / unit std.
 
     ``classes`` keeps only those digits, renumbered 0..k-1 in the given order (the split is made
-    after selection, so it is fixed for each selection).
+    after selection, so it is fixed for each selection). With ``augment`` the training images are
+    kept as uint8 and pass through the policy each time they are drawn.
     """
     from sklearn.datasets import load_digits as sk_digits
 
@@ -71,10 +90,17 @@ def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION,
     fit_pos, val_pos = _stratified_split(labels[train_idx].tolist(), VAL_FRACTION)
     fit_idx, val_idx = [train_idx[i] for i in fit_pos], [train_idx[i] for i in val_pos]
     mean, std = images[fit_idx].mean(), images[fit_idx].std()
-    images = (images - mean) / std
-    data = TensorDataset(images, labels)
+    policy = _policy(augment)
+    train = Subset(TensorDataset((images - mean) / std, labels), fit_idx)
+    if policy is not None:
+        from torchvision.transforms import v2
+
+        uint8 = (images[fit_idx] * 255).round().clamp(0, 255).to(torch.uint8)
+        train = _Transformed(TensorDataset(uint8, labels[fit_idx]), v2.Compose([
+            policy, v2.ToDtype(torch.float32, scale=True), v2.Normalize([float(mean)], [float(std)])]))
+    data = TensorDataset((images - mean) / std, labels)
     name = "digits" if classes is None else "digits[" + ",".join(names) + "]"
-    return ImageData(Subset(data, fit_idx), Subset(data, val_idx), Subset(data, test_idx), names, 1, img_size, name)
+    return ImageData(train, Subset(data, val_idx), Subset(data, test_idx), names, 1, img_size, name)
 
 
 class _Transformed(Dataset):
@@ -89,19 +115,21 @@ class _Transformed(Dataset):
         return self.transform(image), label
 
 
-def _folder_transforms(img_size: int, train: bool):
+def _folder_transforms(img_size: int, train: bool, augment: str | None = None):
     from torchvision.transforms import v2
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     steps = [v2.ToImage()]
     if train:
+        policy = _policy(augment)
         steps += [v2.RandomResizedCrop(img_size, antialias=True), v2.RandomHorizontalFlip()]
+        steps += [policy] if policy is not None else []
     else:
         steps += [v2.Resize(int(img_size / 0.875), antialias=True), v2.CenterCrop(img_size)]
     return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
 
 
-def load_image_folder(root: str | Path, img_size: int = 224) -> ImageData:
+def load_image_folder(root: str | Path, img_size: int = 224, augment: str | None = None) -> ImageData:
     """An image folder; unreadable files refuse the run, with their names (never a silent skip)."""
     from PIL import Image
     from torchvision.datasets import ImageFolder
@@ -153,5 +181,116 @@ def load_image_folder(root: str | Path, img_size: int = 224) -> ImageData:
         test = Subset(full, test_idx)
     classes = (test.dataset if isinstance(test, Subset) else test).classes
     evaluate = _folder_transforms(img_size, False)
-    return ImageData(_Transformed(train, _folder_transforms(img_size, True)), _Transformed(val, evaluate),
+    return ImageData(_Transformed(train, _folder_transforms(img_size, True, augment)), _Transformed(val, evaluate),
                      _Transformed(test, evaluate), classes, 3, img_size, root.name)
+
+
+# ---------------------------------------------------------------- Hugging Face datasets
+HF_VAL_SPLITS = ("validation", "val", "valid")
+
+
+def is_hf_dataset_dir(path: str | Path) -> bool:
+    """A ``save_to_disk`` directory, or a directory of parquet / arrow files ``load_dataset`` reads."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return True
+    return any(path.rglob("*.parquet")) or any(path.rglob("*.arrow"))
+
+
+def _open_hf(spec: str):
+    import datasets
+
+    name = spec.removeprefix("hf:").removeprefix("hf-hub:")
+    path = Path(name)
+    try:
+        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+            ds = datasets.load_from_disk(str(path))
+        else:
+            ds = datasets.load_dataset(str(path) if path.is_dir() else name)
+    except Exception as exc:
+        raise ValueError(
+            f"--data {spec}: not a folder, and loading it as a Hugging Face dataset failed "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pass an image folder, 'digits', "
+            "a save_to_disk directory, or a hub name with network access (or a filled HF datasets cache)."
+        ) from None
+    if isinstance(ds, datasets.Dataset):
+        ds = datasets.DatasetDict({"train": ds})
+    return ds
+
+
+def _hf_columns(split, image_column: str | None, label_column: str | None) -> tuple[str, str, list[str]]:
+    import datasets
+
+    features = split.features
+    if image_column is None:
+        found = [k for k, f in features.items() if isinstance(f, datasets.Image)]
+        if not found:
+            raise ValueError(f"no Image column among {list(features)}; name it with --image-column")
+        image_column = found[0]
+    if label_column is None:
+        found = [k for k, f in features.items() if isinstance(f, datasets.ClassLabel)]
+        found = found or [k for k in ("label", "labels") if k in features]
+        if not found:
+            raise ValueError(f"no ClassLabel column among {list(features)}; name it with --label-column")
+        label_column = found[0]
+    for kind, column in (("image", image_column), ("label", label_column)):
+        if column not in features:
+            raise ValueError(f"{kind} column {column!r} is not in the dataset; columns: {list(features)}")
+    feature = features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        classes = list(feature.names)
+    else:
+        classes = [str(c) for c in sorted(set(split[label_column]))]
+    return image_column, label_column, classes
+
+
+class _HFImages(Dataset):
+    """(RGB PIL image, int label) pairs from one split of a Hugging Face dataset."""
+
+    def __init__(self, split, image_column: str, label_column: str):
+        self.split, self.image_column = split, image_column
+        self.targets = [int(t) for t in split[label_column]]
+        bad = sorted({t for t in self.targets if t < 0})
+        if bad:
+            raise ValueError(f"split has unlabelled examples (label {bad[0]}); use a labelled split for training "
+                             "and evaluation")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        image = self.split[int(i)][self.image_column]
+        return image.convert("RGB"), self.targets[i]
+
+
+def load_hf_dataset(spec: str, img_size: int = 224, augment: str | None = None, image_column: str | None = None,
+                    label_column: str | None = None) -> ImageData:
+    """A Hugging Face image-classification dataset: ``train`` is required, ``validation`` (or
+    ``val``/``valid``) and ``test`` are used when present, otherwise carved from ``train`` with the
+    same fixed stratified split as image folders."""
+    ds = _open_hf(spec)
+    if "train" not in ds:
+        raise ValueError(f"--data {spec} has splits {list(ds)}; a 'train' split is needed")
+    image_column, label_column, classes = _hf_columns(ds["train"], image_column, label_column)
+    full = _HFImages(ds["train"], image_column, label_column)
+    test_name = "test" if "test" in ds else None
+    val_name = next((n for n in HF_VAL_SPLITS if n in ds), None)
+    if test_name is None and val_name is not None:  # a (train, validation) dataset: validation is the test set
+        test_name, val_name = val_name, None
+    if test_name is None:
+        train_idx, test_idx = _stratified_split(full.targets, 0.2)
+        test = Subset(full, test_idx)
+    else:
+        train_idx = list(range(len(full)))
+        test = _HFImages(ds[test_name], image_column, label_column)
+    if val_name is None:
+        fit_pos, val_pos = _stratified_split([full.targets[i] for i in train_idx], VAL_FRACTION)
+        train, val = Subset(full, [train_idx[i] for i in fit_pos]), Subset(full, [train_idx[i] for i in val_pos])
+    else:
+        train, val = Subset(full, train_idx), _HFImages(ds[val_name], image_column, label_column)
+    evaluate = _folder_transforms(img_size, False)
+    name = Path(spec.removeprefix("hf:")).name or spec
+    return ImageData(_Transformed(train, _folder_transforms(img_size, True, augment)), _Transformed(val, evaluate),
+                     _Transformed(test, evaluate), classes, 3, img_size, name)

@@ -2,6 +2,8 @@
 
     python -m vision.train --model resnet18                     # scikit-learn digits, offline
     python -m vision.train --model resnet50 --data ~/imagenette --img-size 160 --epochs 20
+    python -m vision.train --model vit_small_patch16_224 --data hf:uoft-cs/cifar10 --img-size 32 \
+        --augment trivialaugment --mixup 0.8 --cutmix 1.0 --label-smoothing 0.1 --ema-decay 0.999
     zoo train resnet18 --epochs 5 --output-dir runs/r18        # the same, through the zoo CLI
 
 Data + model + task + config; the loop itself is ``shared.training.Trainer``.
@@ -12,6 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
+
+import torch
 
 from shared.factory import create
 from shared.training import ClassificationTask, TrainConfig, Trainer, seed_everything
@@ -25,7 +30,17 @@ DIGITS_DEFAULTS = dict(epochs=12, batch_size=64, lr=2e-3, weight_decay=0.05, img
 def build_parser(prog: str = "python -m vision.train", doc: str | None = __doc__) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resnet18", help="registered model name (zoo list --domain vision)")
-    p.add_argument("--data", default="digits", help="'digits' (bundled with scikit-learn) or an image-folder path")
+    p.add_argument("--data", default="digits",
+                   help="'digits' (bundled with scikit-learn), an image-folder path, or a Hugging Face dataset: "
+                        "hf:NAME (hub), a save_to_disk directory or a directory of parquet/arrow files")
+    p.add_argument("--image-column", default=None, help="Hugging Face data: the image column (default: the Image feature)")
+    p.add_argument("--label-column", default=None,
+                   help="Hugging Face data: the label column (default: the ClassLabel feature)")
+    p.add_argument("--augment", default="none", choices=vdata.AUGMENTS,
+                   help="augmentation policy on training images (after crop/flip for photographs)")
+    p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha on training batches (0: off)")
+    p.add_argument("--cutmix", type=float, default=0.0,
+                   help="CutMix alpha on training batches (0: off); with --mixup, each batch picks one at random")
     p.add_argument("--classes", default=None,
                    help="digits only: keep these digits, e.g. '0-4' or '5,6,7' (labels renumbered from 0)")
     p.add_argument("--img-size", type=int, default=None, help="input size (digits: 32, folders: 224)")
@@ -45,7 +60,8 @@ def build_parser(prog: str = "python -m vision.train", doc: str | None = __doc__
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deterministic", action="store_true")
-    p.add_argument("--output-dir", default=None, help="checkpoints, metrics.csv, TensorBoard, curves.png")
+    p.add_argument("--output-dir", default=None,
+                   help="checkpoints, metrics.csv, TensorBoard, curves.png and the test set's confusion_matrix.png")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last.pt")
     p.add_argument("--save-model", default=None, help="save the final model with save_pretrained here")
     p.add_argument("--no-progress", action="store_true")
@@ -66,6 +82,66 @@ def _parse_classes(spec: str | None) -> list[int] | None:
     return sorted(set(out))
 
 
+def load_data(args: argparse.Namespace, img_size: int) -> vdata.ImageData:
+    """``--data``: digits, an image folder, or a Hugging Face dataset (hf:NAME, a save_to_disk or
+    parquet directory, or any name that is not a local path)."""
+    if args.data == "digits":
+        return vdata.load_digits(img_size, classes=_parse_classes(args.classes), augment=args.augment)
+    path = Path(args.data).expanduser()
+    looks_local = args.data.startswith(("/", ".", "~")) or path.exists()
+    if args.data.startswith(("hf:", "hf-hub:")) or vdata.is_hf_dataset_dir(path) or not looks_local:
+        return vdata.load_hf_dataset(str(path) if path.exists() else args.data, img_size, augment=args.augment,
+                                     image_column=args.image_column, label_column=args.label_column)
+    return vdata.load_image_folder(path, img_size, augment=args.augment)
+
+
+def batch_mixing(mixup: float, cutmix: float, num_classes: int):
+    """MixUp and/or CutMix (torchvision transforms v2) on a training batch; None when both are off."""
+    from torchvision.transforms import v2
+
+    if mixup < 0 or cutmix < 0:
+        raise ValueError(f"--mixup and --cutmix are Beta(alpha, alpha) parameters >= 0, got {mixup} and {cutmix}")
+    choices = ([v2.MixUp(alpha=mixup, num_classes=num_classes)] if mixup > 0 else []) + \
+              ([v2.CutMix(alpha=cutmix, num_classes=num_classes)] if cutmix > 0 else [])
+    if not choices:
+        return None
+    return choices[0] if len(choices) == 1 else v2.RandomChoice(choices)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, dataset, device, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted class, target) for every sample of ``dataset``, in order."""
+    from torch.utils.data import DataLoader
+
+    was_training = model.training
+    model.eval()
+    preds, targets = [], []
+    for inputs, labels in DataLoader(dataset, batch_size=batch_size):
+        preds.append(model(inputs.to(device)).argmax(-1).cpu())
+        targets.append(torch.as_tensor(labels))
+    model.train(was_training)
+    return torch.cat(preds), torch.cat(targets)
+
+
+def save_confusion_matrix(preds, targets, classes: list[str], path: str | Path, title: str = "") -> Path:
+    """A confusion-matrix PNG (rows: true class, columns: predicted), counts written in each cell
+    for up to 30 classes."""
+    from matplotlib.figure import Figure
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = min(4 + 0.45 * len(classes), 30)
+    fig = Figure(figsize=(size, size))
+    ax = fig.add_subplot()
+    ConfusionMatrixDisplay.from_predictions(
+        targets.numpy(), preds.numpy(), labels=list(range(len(classes))), display_labels=classes, ax=ax,
+        colorbar=False, include_values=len(classes) <= 30, xticks_rotation="vertical" if len(classes) > 10 else "horizontal")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
+
+
 def setup(args: argparse.Namespace, num_classes: int | None = None):
     """Data, model (seeded; pretrained weights adapted to the data) and TrainConfig from the arguments."""
     digits = args.data == "digits"
@@ -74,8 +150,7 @@ def setup(args: argparse.Namespace, num_classes: int | None = None):
     img_size = pick(args.img_size, "img_size")
     if args.classes is not None and not digits:
         raise ValueError("--classes selects digits; for an image folder, keep only the class folders you want")
-    data = (vdata.load_digits(img_size, classes=_parse_classes(args.classes)) if digits
-            else vdata.load_image_folder(args.data, img_size))
+    data = load_data(args, img_size)
     seed_everything(args.seed, args.deterministic)  # the model's initial weights depend on it
     model = create(args.model, pretrained=args.pretrained or False,
                    num_classes=num_classes or len(data.classes), in_chans=data.in_chans)
@@ -94,8 +169,9 @@ def setup(args: argparse.Namespace, num_classes: int | None = None):
 
 def run(args: argparse.Namespace, data, model, config, *, optimizer=None, callbacks=()) -> dict:
     """Train, evaluate once on the test set, print and return the summary (rank 0 prints)."""
-    trainer = Trainer(model, ClassificationTask(label_smoothing=args.label_smoothing), data.train, data.val, config,
-                      optimizer=optimizer, callbacks=callbacks)
+    mixing = batch_mixing(args.mixup, args.cutmix, model.num_classes)
+    task = ClassificationTask(label_smoothing=args.label_smoothing, batch_transform=mixing)
+    trainer = Trainer(model, task, data.train, data.val, config, optimizer=optimizer, callbacks=callbacks)
     if trainer.is_main:
         print(f"{args.model} on {data.name}: {len(data.train)} train / {len(data.val)} val / {len(data.test)} test "
               f"images, {len(data.classes)} classes, {data.img_size}px, "
@@ -107,8 +183,14 @@ def run(args: argparse.Namespace, data, model, config, *, optimizer=None, callba
     summary = {"model": args.model, "data": data.name, **{k: round(v, 4) for k, v in metrics.items()},
                "train_seconds": round(elapsed, 1)}
     if trainer.is_main:
-        print(f"test accuracy: {100 * metrics['test/acc']:.2f}%  ({elapsed:.0f}s)")
+        top5 = f", top-5 {100 * metrics['test/top5']:.2f}%" if "test/top5" in metrics else ""
+        print(f"test accuracy: {100 * metrics['test/acc']:.2f}%{top5}  ({elapsed:.0f}s)")
         print(json.dumps(summary))
+        if config.output_dir:
+            preds, targets = predict(trainer.eval_model, data.test, trainer.device)
+            path = save_confusion_matrix(preds, targets, data.classes, Path(config.output_dir) / "confusion_matrix.png",
+                                         f"{args.model} on {data.name} (test, {len(targets)} images)")
+            print(f"confusion matrix: {path}")
         if args.save_model:
             from shared.weights import save_pretrained
 

@@ -77,14 +77,21 @@ class ClassificationTask(Task):
     Trains with cross-entropy (optional label smoothing) and reports the
     unsmoothed validation loss, top-1 accuracy ``acc`` and, when the model has at
     least k classes, top-k accuracy ``top{k}`` for every other k in ``topk``.
+
+    ``batch_transform(inputs, targets) -> (inputs, targets)`` is applied to training
+    batches only, e.g. torchvision's ``v2.MixUp`` / ``v2.CutMix``, whose soft targets
+    (N, C) cross-entropy accepts as class probabilities.
     """
 
-    def __init__(self, label_smoothing: float = 0.0, topk: Sequence[int] = (1, 5)):
+    def __init__(self, label_smoothing: float = 0.0, topk: Sequence[int] = (1, 5), batch_transform=None):
         self.label_smoothing = label_smoothing
         self.topk = tuple(topk)
+        self.batch_transform = batch_transform
 
     def training_step(self, model, batch):
         inputs, targets = batch[0], batch[1]
+        if self.batch_transform is not None:
+            inputs, targets = self.batch_transform(inputs, targets)
         logits = model(inputs)
         return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
 
