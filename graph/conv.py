@@ -115,10 +115,11 @@ class _AttentionConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, heads: int, concat: bool, negative_slope: float,
                  dropout: float, add_self_loops: bool, edge_dim: int | None, fill_value: float | str,
-                 residual: bool, bias: bool):
+                 residual: bool, bias: bool, message_dropout: float = 0.0):
         super().__init__()
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.concat, self.negative_slope, self.dropout = concat, negative_slope, dropout
+        self.message_dropout = message_dropout
         self.add_self_loops, self.edge_dim, self.fill_value = add_self_loops, edge_dim, fill_value
         self.residual = residual
         self._memo = GraphMemo()
@@ -163,6 +164,8 @@ class _AttentionConv(nn.Module):
         edge_index = graph.edge_index
         alpha = edge_softmax(scores, edge_index[1], n)
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+        if self.message_dropout:  # after the scores are taken: only the aggregated values are dropped
+            x_src = F.dropout(x_src, p=self.message_dropout, training=self.training)
         out = csr_aggregate(alpha, x_src, graph)
         out = out.reshape(n, self.heads * self.out_channels) if self.concat else out.mean(dim=1)
         if self.res is not None:
@@ -177,14 +180,18 @@ class _AttentionConv(nn.Module):
 
 class GATConv(_AttentionConv):
     """Graph attention: ``alpha_ij = softmax_j LeakyReLU(a_dst . W h_i + a_src . W h_j [+ a_edge . W_e e_ji])``,
-    ``h_i' = ||_heads sum_j alpha_ij W h_j`` (or the mean over heads), with a self-loop per node."""
+    ``h_i' = ||_heads sum_j alpha_ij W h_j`` (or the mean over heads), with a self-loop per node.
+
+    ``dropout`` drops attention coefficients (as PyG's). ``message_dropout`` (default 0, i.e. PyG's
+    behaviour) also drops the projected features ``W h_j`` that are summed, after the scores are
+    computed: the GAT authors' reference code does this with the input dropout rate."""
 
     def __init__(self, in_channels: int, out_channels: int, heads: int = 1, concat: bool = True,
                  negative_slope: float = 0.2, dropout: float = 0.0, add_self_loops: bool = True,
                  edge_dim: int | None = None, fill_value: float | str = "mean", bias: bool = True,
-                 residual: bool = False):
+                 residual: bool = False, message_dropout: float = 0.0):
         super().__init__(in_channels, out_channels, heads, concat, negative_slope, dropout, add_self_loops,
-                         edge_dim, fill_value, residual, bias)
+                         edge_dim, fill_value, residual, bias, message_dropout)
         self.lin = _linear(in_channels, heads * out_channels, bias=False)
         self.att_src = nn.Parameter(glorot_(torch.empty(1, heads, out_channels)))
         self.att_dst = nn.Parameter(glorot_(torch.empty(1, heads, out_channels)))
@@ -219,9 +226,9 @@ class GATv2Conv(_AttentionConv):
     def __init__(self, in_channels: int, out_channels: int, heads: int = 1, concat: bool = True,
                  negative_slope: float = 0.2, dropout: float = 0.0, add_self_loops: bool = True,
                  edge_dim: int | None = None, fill_value: float | str = "mean", bias: bool = True,
-                 share_weights: bool = False, residual: bool = False):
+                 share_weights: bool = False, residual: bool = False, message_dropout: float = 0.0):
         super().__init__(in_channels, out_channels, heads, concat, negative_slope, dropout, add_self_loops,
-                         edge_dim, fill_value, residual, bias)
+                         edge_dim, fill_value, residual, bias, message_dropout)
         self.share_weights = share_weights
         self.lin_l = _linear(in_channels, heads * out_channels, bias=bias)
         self.lin_r = self.lin_l if share_weights else _linear(in_channels, heads * out_channels, bias=bias)

@@ -6,6 +6,9 @@ Papers:
 
 The paper's Cora model: dropout 0.6 -> GATConv(in, 8, heads=8) (concatenated, 64 features) ->
 ELU -> dropout 0.6 -> GATConv(64, classes, heads=1, mean); attention dropout 0.6 in both layers.
+As in the authors' reference code (``attn_head`` in github.com/PetarV-/GAT), each layer also drops
+the projected features it aggregates at the input rate (``message_dropout``; 0 gives the plain
+PyG-example model). Dropout only acts in training, so evaluation outputs equal PyG's either way.
 (PubMed: ``out_heads=8``, averaged.) ``gatv2`` is the same model with GATv2's dynamic attention.
 
 Checkpoint layout: a model built the same way from PyG's ``GATConv`` / ``GATv2Conv`` —
@@ -31,12 +34,14 @@ class GAT(nn.Module):
 
     def __init__(self, in_channels: int = 1433, hidden_channels: int = 8, num_classes: int = 7, heads: int = 8,
                  out_heads: int = 1, dropout: float = 0.6, attention_dropout: float | None = None,
-                 negative_slope: float = 0.2, edge_dim: int | None = None):
+                 message_dropout: float | None = None, negative_slope: float = 0.2, edge_dim: int | None = None):
         super().__init__()
         self._input_memo = GraphMemo()
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
         attention_dropout = dropout if attention_dropout is None else attention_dropout
-        common = dict(dropout=attention_dropout, negative_slope=negative_slope, edge_dim=edge_dim)
+        message_dropout = dropout if message_dropout is None else message_dropout
+        common = dict(dropout=attention_dropout, message_dropout=message_dropout, negative_slope=negative_slope,
+                      edge_dim=edge_dim)
         self.conv1 = self.conv_cls(in_channels, hidden_channels, heads=heads, concat=True, **common)
         self.conv2 = self.conv_cls(hidden_channels * heads, num_classes, heads=out_heads, concat=False, **common)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from shared.factory import create
+from shared.registry import get_entry
 from shared.training import ClassificationTask, TrainConfig, Trainer, seed_everything
 
 from . import data as vdata
@@ -152,8 +153,9 @@ def setup(args: argparse.Namespace, num_classes: int | None = None):
         raise ValueError("--classes selects digits; for an image folder, keep only the class folders you want")
     data = load_data(args, img_size)
     seed_everything(args.seed, args.deterministic)  # the model's initial weights depend on it
+    size_kw = {"img_size": img_size} if "img_size" in get_entry(args.model).config else {}  # ViT: pos-embed grid
     model = create(args.model, pretrained=args.pretrained or False,
-                   num_classes=num_classes or len(data.classes), in_chans=data.in_chans)
+                   num_classes=num_classes or len(data.classes), in_chans=data.in_chans, **size_kw)
     batch_size = pick(args.batch_size, "batch_size")
     config = TrainConfig(
         epochs=pick(args.epochs, "epochs"), max_steps=args.max_steps, batch_size=batch_size,

@@ -102,6 +102,26 @@ def test_attention_dropout_only_in_training(graph):
     assert not torch.allclose(a, conv(x, ei))
 
 
+def test_message_dropout_drops_aggregated_values_not_scores(graph):
+    x, ei, _ = graph
+    n = x.size(0)
+    conv = ours.GATConv(F_IN, 5, heads=2, dropout=0.0, message_dropout=0.5)
+    conv.eval()
+    with torch.no_grad():
+        _, (loops, alpha) = conv(x, ei, return_attention_weights=True)
+    conv.train()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        out, (_, alpha_train) = conv(x, ei, return_attention_weights=True)
+    torch.testing.assert_close(alpha_train, alpha)  # the scores see the undropped features
+    torch.manual_seed(3)
+    mask = torch.nn.functional.dropout(torch.ones(n, 2, 5), 0.5, True)  # the same draw as inside the layer
+    with torch.no_grad():
+        h = conv.lin(x).view(n, 2, 5) * mask
+        expected = torch.zeros(n, 2, 5).index_add_(0, loops[1], alpha.unsqueeze(-1) * h[loops[0]])
+    torch.testing.assert_close(out, expected.reshape(n, 10) + conv.bias)
+
+
 @pytest.mark.parametrize("aggr", ["mean", "sum", "max"])
 @pytest.mark.parametrize("root_weight,normalize", [(True, False), (False, True)])
 def test_sage_conv(graph, aggr, root_weight, normalize):
