@@ -1,14 +1,14 @@
 """Speed of our vision models against their references, measured in the same process, interleaved.
 
     .venv/bin/python benchmarks/vision_speed.py --models resnet18 vit_small_patch16_224 --repeats 5
-    .venv/bin/python benchmarks/vision_speed.py --channels-last --compile --repeats 20 --threads 2
+    .venv/bin/python benchmarks/vision_speed.py --variants eager channels_last compile --repeats 20
 
 References: torchvision for resnet18 / resnet50 / mobilenet_v3_large, timm for the ViTs. The
 reference is built without weights and then loads *our* state dict (strict), so both compute
 the same function; a check before timing says so (max |ours - ref| on one batch).
 
-Per model and variant (eager; ``channels_last`` for the CNNs with --channels-last; ``torch.compile``
-of both models with --compile, also combined with channels_last) two measurements:
+Per model and variant (``--variants``: eager; ``channels_last``, CNNs only; ``compile``, i.e.
+``torch.compile`` of both models; ``compile+channels_last``, CNNs only) two measurements:
 
 * infer: eval mode, ``torch.inference_mode``, fp32, ``--batch`` images of ``--size`` px, images/s.
 * train: train mode, forward + cross-entropy + backward + SGD (momentum) step, images/s.
@@ -131,16 +131,12 @@ def bench(name: str, variant: str, mode: str, args, device: torch.device) -> dic
     }
 
 
+VARIANTS = ("eager", "channels_last", "compile", "compile+channels_last")
+
+
 def variants_for(name: str, args) -> list[str]:
-    out = ["eager"]
-    cnn = name in CNNS
-    if args.channels_last and cnn:
-        out.append("eager+channels_last")
-    if args.compile:
-        out.append("compile")
-        if args.channels_last and cnn:
-            out.append("compile+channels_last")
-    return out
+    """The requested variants that apply to ``name`` (channels_last only changes the CNNs)."""
+    return [v for v in args.variants if name in CNNS or "channels_last" not in v]
 
 
 def main(argv=None) -> None:
@@ -152,8 +148,8 @@ def main(argv=None) -> None:
     p.add_argument("--iters", type=int, default=1, help="steps per timed repeat")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps of each model first")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    p.add_argument("--compile", action="store_true", help="also torch.compile both models (slow on CPU)")
-    p.add_argument("--channels-last", action="store_true", help="also channels_last for the CNNs")
+    p.add_argument("--variants", nargs="+", default=["eager", "channels_last"], choices=VARIANTS,
+                   help="compile variants take minutes to compile on CPU")
     p.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
