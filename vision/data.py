@@ -190,13 +190,15 @@ HF_VAL_SPLITS = ("validation", "val", "valid")
 
 
 def is_hf_dataset_dir(path: str | Path) -> bool:
-    """A ``save_to_disk`` directory, or a directory of parquet / arrow files ``load_dataset`` reads."""
+    """A ``save_to_disk`` directory, or a directory with parquet / arrow files (at the top or in
+    ``data/``) that ``load_dataset`` reads."""
     path = Path(path)
     if not path.is_dir():
         return False
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return True
-    return any(path.rglob("*.parquet")) or any(path.rglob("*.arrow"))
+    # the top level or data/ (the hub's layout); never a walk through a large image folder
+    return any(any(folder.glob(f"*.{ext}")) for folder in (path, path / "data") for ext in ("parquet", "arrow"))
 
 
 def _open_hf(spec: str):
