@@ -27,6 +27,7 @@ from .message_passing import (
     check_features,
     edge_softmax,
     gcn_norm,
+    head_dropout_linear,
     remove_self_loops,
     scatter,
 )
@@ -115,11 +116,12 @@ class _AttentionConv(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, heads: int, concat: bool, negative_slope: float,
                  dropout: float, add_self_loops: bool, edge_dim: int | None, fill_value: float | str,
-                 residual: bool, bias: bool, message_dropout: float = 0.0):
+                 residual: bool, bias: bool, message_dropout: float = 0.0, input_dropout: float = 0.0):
         super().__init__()
         self.in_channels, self.out_channels, self.heads = in_channels, out_channels, heads
         self.concat, self.negative_slope, self.dropout = concat, negative_slope, dropout
-        self.message_dropout = message_dropout
+        self.message_dropout, self.input_dropout = message_dropout, input_dropout
+        self._input_memo = GraphMemo()  # nonzeros of sparse input features, for input_dropout
         self.add_self_loops, self.edge_dim, self.fill_value = add_self_loops, edge_dim, fill_value
         self.residual = residual
         self._memo = GraphMemo()
@@ -150,6 +152,15 @@ class _AttentionConv(nn.Module):
         if edge_attr is None:
             return self._memo.get(edge_index, (n, self.add_self_loops), prepare)
         return prepare()
+
+    def _project(self, x: Tensor, linears: list[nn.Linear]) -> list[Tensor]:
+        """Each ``linear(x)`` as ``(n, heads, C)``; in training with ``input_dropout``, every head
+        sees ``x`` through its own dropout mask (shared by the linears)."""
+        n, H, C = x.size(0), self.heads, self.out_channels
+        if not (self.training and self.input_dropout > 0):
+            return [lin(x).view(n, H, C) for lin in linears]
+        outs = head_dropout_linear(x, [lin.weight for lin in linears], H, self.input_dropout, self._input_memo)
+        return [out if lin.bias is None else out + lin.bias.view(H, C) for out, lin in zip(outs, linears)]
 
     def _edge_scores(self, edge_attr: Tensor) -> Tensor:
         if self.lin_edge is None:
@@ -182,16 +193,18 @@ class GATConv(_AttentionConv):
     """Graph attention: ``alpha_ij = softmax_j LeakyReLU(a_dst . W h_i + a_src . W h_j [+ a_edge . W_e e_ji])``,
     ``h_i' = ||_heads sum_j alpha_ij W h_j`` (or the mean over heads), with a self-loop per node.
 
-    ``dropout`` drops attention coefficients (as PyG's). ``message_dropout`` (default 0, i.e. PyG's
-    behaviour) also drops the projected features ``W h_j`` that are summed, after the scores are
-    computed: the GAT authors' reference code does this with the input dropout rate."""
+    ``dropout`` drops attention coefficients (as PyG's). Two options, both 0 by default (PyG's
+    behaviour), reproduce how the GAT authors' reference code trains: ``message_dropout`` also
+    drops the projected features ``W h_j`` that are summed, after the scores are computed, and
+    ``input_dropout`` drops the layer's input with an independent mask per head. Both act only in
+    training."""
 
     def __init__(self, in_channels: int, out_channels: int, heads: int = 1, concat: bool = True,
                  negative_slope: float = 0.2, dropout: float = 0.0, add_self_loops: bool = True,
                  edge_dim: int | None = None, fill_value: float | str = "mean", bias: bool = True,
-                 residual: bool = False, message_dropout: float = 0.0):
+                 residual: bool = False, message_dropout: float = 0.0, input_dropout: float = 0.0):
         super().__init__(in_channels, out_channels, heads, concat, negative_slope, dropout, add_self_loops,
-                         edge_dim, fill_value, residual, bias, message_dropout)
+                         edge_dim, fill_value, residual, bias, message_dropout, input_dropout)
         self.lin = _linear(in_channels, heads * out_channels, bias=False)
         self.att_src = nn.Parameter(glorot_(torch.empty(1, heads, out_channels)))
         self.att_dst = nn.Parameter(glorot_(torch.empty(1, heads, out_channels)))
@@ -206,8 +219,8 @@ class GATConv(_AttentionConv):
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 return_attention_weights: bool = False):
         x = check_features(x, self.in_channels, "GATConv")
-        n, H, C = x.size(0), self.heads, self.out_channels
-        h = self.lin(x).view(n, H, C)
+        n = x.size(0)
+        (h,) = self._project(x, [self.lin])
         score_src = (h * self.att_src).sum(-1)  # (n, H): a_src . W h_j, once per node, not per edge
         score_dst = (h * self.att_dst).sum(-1)
         graph, edge_attr = self._graph(edge_index, edge_attr, n)
@@ -226,9 +239,10 @@ class GATv2Conv(_AttentionConv):
     def __init__(self, in_channels: int, out_channels: int, heads: int = 1, concat: bool = True,
                  negative_slope: float = 0.2, dropout: float = 0.0, add_self_loops: bool = True,
                  edge_dim: int | None = None, fill_value: float | str = "mean", bias: bool = True,
-                 share_weights: bool = False, residual: bool = False, message_dropout: float = 0.0):
+                 share_weights: bool = False, residual: bool = False, message_dropout: float = 0.0,
+                 input_dropout: float = 0.0):
         super().__init__(in_channels, out_channels, heads, concat, negative_slope, dropout, add_self_loops,
-                         edge_dim, fill_value, residual, bias, message_dropout)
+                         edge_dim, fill_value, residual, bias, message_dropout, input_dropout)
         self.share_weights = share_weights
         self.lin_l = _linear(in_channels, heads * out_channels, bias=bias)
         self.lin_r = self.lin_l if share_weights else _linear(in_channels, heads * out_channels, bias=bias)
@@ -239,9 +253,12 @@ class GATv2Conv(_AttentionConv):
     def forward(self, x: Tensor, edge_index: Tensor, edge_attr: Tensor | None = None,
                 return_attention_weights: bool = False):
         x = check_features(x, self.in_channels, "GATv2Conv")
-        n, H, C = x.size(0), self.heads, self.out_channels
-        h_src = self.lin_l(x).view(n, H, C)
-        h_dst = h_src if self.share_weights else self.lin_r(x).view(n, H, C)
+        n = x.size(0)
+        if self.share_weights:
+            (h_src,) = self._project(x, [self.lin_l])
+            h_dst = h_src
+        else:
+            h_src, h_dst = self._project(x, [self.lin_l, self.lin_r])
         graph, edge_attr = self._graph(edge_index, edge_attr, n)
         edge_index = graph.edge_index
         z = h_src.index_select(0, edge_index[0]) + h_dst.index_select(0, edge_index[1])

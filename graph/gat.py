@@ -6,9 +6,12 @@ Papers:
 
 The paper's Cora model: dropout 0.6 -> GATConv(in, 8, heads=8) (concatenated, 64 features) ->
 ELU -> dropout 0.6 -> GATConv(64, classes, heads=1, mean); attention dropout 0.6 in both layers.
-As in the authors' reference code (``attn_head`` in github.com/PetarV-/GAT), each layer also drops
-the projected features it aggregates at the input rate (``message_dropout``; 0 gives the plain
-PyG-example model). Dropout only acts in training, so evaluation outputs equal PyG's either way.
+Training follows the authors' reference code (``attn_head`` in github.com/PetarV-/GAT), which
+builds every attention head separately: each first-layer head draws its own dropout mask over the
+input features (``per_head_input_dropout``), and each layer also drops the projected features it
+aggregates at the input rate (``message_dropout``). ``per_head_input_dropout=False,
+message_dropout=0`` gives the PyG-example model. Dropout only acts in training, so evaluation
+outputs equal PyG's either way.
 (PubMed: ``out_heads=8``, averaged.) ``gatv2`` is the same model with GATv2's dynamic attention.
 
 Checkpoint layout: a model built the same way from PyG's ``GATConv`` / ``GATv2Conv`` —
@@ -34,7 +37,8 @@ class GAT(nn.Module):
 
     def __init__(self, in_channels: int = 1433, hidden_channels: int = 8, num_classes: int = 7, heads: int = 8,
                  out_heads: int = 1, dropout: float = 0.6, attention_dropout: float | None = None,
-                 message_dropout: float | None = None, negative_slope: float = 0.2, edge_dim: int | None = None):
+                 message_dropout: float | None = None, per_head_input_dropout: bool = True,
+                 negative_slope: float = 0.2, edge_dim: int | None = None):
         super().__init__()
         self._input_memo = GraphMemo()
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
@@ -42,14 +46,18 @@ class GAT(nn.Module):
         message_dropout = dropout if message_dropout is None else message_dropout
         common = dict(dropout=attention_dropout, message_dropout=message_dropout, negative_slope=negative_slope,
                       edge_dim=edge_dim)
-        self.conv1 = self.conv_cls(in_channels, hidden_channels, heads=heads, concat=True, **common)
+        # with per-head masks the first layer drops its own input; otherwise forward() drops it once
+        self.per_head_input_dropout = per_head_input_dropout and heads > 1
+        self.conv1 = self.conv_cls(in_channels, hidden_channels, heads=heads, concat=True,
+                                   input_dropout=dropout if self.per_head_input_dropout else 0.0, **common)
         self.conv2 = self.conv_cls(hidden_channels * heads, num_classes, heads=out_heads, concat=False, **common)
 
     def forward(self, x, edge_index: Tensor | None = None, edge_attr: Tensor | None = None) -> Tensor:
         """``model(x, edge_index[, edge_attr])`` or ``model(data)``; returns ``(num_nodes, num_classes)`` logits."""
         x, edge_index, edge_attr = unpack_graph(x, edge_index, edge_attr, fields=("edge_attr",))
         x = check_features(x, self.in_channels, self.name)
-        x = input_dropout(x, self.dropout, self.training, self._input_memo)
+        if not self.per_head_input_dropout:
+            x = input_dropout(x, self.dropout, self.training, self._input_memo)
         x = F.elu(self.conv1(x, edge_index, edge_attr))
         x = F.dropout(x, self.dropout, self.training)
         return self.conv2(x, edge_index, edge_attr)

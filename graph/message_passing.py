@@ -287,6 +287,19 @@ def check_batch(batch: Any, num_nodes: int, where: str) -> Tensor | None:
 # ------------------------------------------------------------------------------------------------
 
 
+def _sparse_entries(x: Tensor, memo: GraphMemo | None):
+    """``(rows, cols, values)`` of the nonzeros of a mostly-zero ``x`` (None when over 10% are
+    nonzero), remembered in ``memo`` across calls with the same tensor."""
+
+    def find():
+        if (x != 0).sum().item() > 0.1 * x.numel():
+            return None
+        rows, cols = x.nonzero(as_tuple=True)
+        return rows, cols, x[rows, cols]
+
+    return memo.get(x, x.shape, find) if memo is not None else find()
+
+
 def input_dropout(x: Tensor, p: float, training: bool, memo: GraphMemo | None = None) -> Tensor:
     """``F.dropout(x, p)`` with the same output distribution, drawing random numbers only for the
     nonzero entries of ``x`` when it is mostly zeros (bag-of-words features such as Cora's are
@@ -294,24 +307,42 @@ def input_dropout(x: Tensor, p: float, training: bool, memo: GraphMemo | None = 
     feature tensor are remembered in ``memo`` across calls."""
     if not training or p == 0.0 or x.requires_grad or x.numel() == 0:
         return F.dropout(x, p, training)
-
-    def find_nonzeros():
-        nz = (x != 0).sum().item()
-        if nz > 0.1 * x.numel():
-            return None
-        rows, cols = x.nonzero(as_tuple=True)
-        return rows * x.size(1) + cols, x[rows, cols]
-
-    sparse = memo.get(x, x.shape, find_nonzeros) if memo is not None else find_nonzeros()
+    sparse = _sparse_entries(x, memo)
     if sparse is None:
         return F.dropout(x, p, training)
     if p >= 1.0:
         return torch.zeros_like(x)
-    flat_index, values = sparse
+    rows, cols, values = sparse
     keep = torch.rand(values.numel(), device=x.device) >= p
     out = torch.zeros_like(x)
-    out.view(-1).index_copy_(0, flat_index, values * keep * (1.0 / (1.0 - p)))
+    out.view(-1).index_copy_(0, rows * x.size(1) + cols, values * keep * (1.0 / (1.0 - p)))
     return out
+
+
+def head_dropout_linear(x: Tensor, weights: list[Tensor], heads: int, p: float,
+                        memo: GraphMemo | None = None) -> list[Tensor]:
+    """``x @ W.T`` viewed as ``(n, heads, C)`` for each ``W`` of shape ``(heads * C, F)``, where head
+    ``k`` sees ``x`` through its own dropout mask (the same masks for every ``W``).
+
+    This is how the GAT authors' code drops a layer's input: each attention head is built
+    separately and draws its own mask. For a mostly-zero ``x`` only its nonzeros are drawn and
+    multiplied (a gather of weight columns and a scatter-add per row), otherwise the masked copies
+    go through one batched matmul.
+    """
+    n, f = x.shape
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
+    sparse = None if x.requires_grad else _sparse_entries(x, memo)
+    outs = []
+    if sparse is not None:
+        rows, cols, values = sparse
+        kept = values.unsqueeze(1) * ((torch.rand(values.numel(), heads, device=x.device) >= p) * scale)
+        for w in weights:
+            per_col = w.view(heads, -1, f).permute(2, 0, 1)  # (F, heads, C)
+            contrib = per_col.index_select(0, cols) * kept.unsqueeze(-1)  # (nnz, heads, C)
+            outs.append(x.new_zeros(n, heads, per_col.size(-1)).index_add_(0, rows, contrib))
+        return outs
+    masked = x.unsqueeze(0) * ((torch.rand(heads, n, f, device=x.device) >= p) * scale)  # (heads, n, F)
+    return [torch.bmm(masked, w.view(heads, -1, f).transpose(1, 2)).transpose(0, 1) for w in weights]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@
 Each epoch is one optimiser step on the whole graph (Adam, weight decay), then an evaluation of
 train / val / test; the model kept is the one with the best validation accuracy (ties: lower
 validation loss), and ``--patience`` stops a run when neither the validation loss nor accuracy
-improved for that many epochs (GAT's rule). Full-batch training is not "batch -> loss" over a
+improved for that many epochs. With GAT's rule (``--select gat``) an epoch is kept when its
+validation accuracy and loss are both at least as good as the best so far, and an epoch that
+equals the best accuracy or loss also counts as improving, as in the authors' code. Full-batch training is not "batch -> loss" over a
 loader, so this loop is its own; it reuses the shared pieces: seeding, device choice, atomic
 checkpoints, the curve plot.
 
@@ -149,7 +151,10 @@ def train_one(model_name: str, data: GraphData, *, seed: int, epochs: int, lr: f
         if better:
             best = {"epoch": epoch, **m}
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        improved = m["val/acc"] > best_acc or m["val/loss"] < best_loss
+        if select == "gat":  # the authors' code: a tie with the best accuracy or loss also resets patience
+            improved = m["val/acc"] >= best_acc or m["val/loss"] <= best_loss
+        else:
+            improved = m["val/acc"] > best_acc or m["val/loss"] < best_loss
         best_acc, best_loss = max(best_acc, m["val/acc"]), min(best_loss, m["val/loss"])
         bad = 0 if improved else bad + 1
         if patience and bad >= patience:

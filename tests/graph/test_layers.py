@@ -122,6 +122,46 @@ def test_message_dropout_drops_aggregated_values_not_scores(graph):
     torch.testing.assert_close(out, expected.reshape(n, 10) + conv.bias)
 
 
+@pytest.mark.parametrize("density", ["sparse", "dense"])
+def test_head_dropout_linear_draws_one_mask_per_head(density):
+    heads, c, p = 3, 4, 0.5
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, F_IN, generator=g)
+    if density == "sparse":  # mostly zeros, as bag-of-words features: only the nonzeros are drawn
+        x = x * (torch.rand(N, F_IN, generator=g) < 0.05)
+    w = torch.randn(heads * c, F_IN, generator=g)
+    torch.manual_seed(5)
+    (out,) = mp.head_dropout_linear(x, [w], heads, p)
+    # the same draws, by hand: one mask of x per head, then head k's own weight rows
+    torch.manual_seed(5)
+    if density == "sparse":
+        rows, cols = x.nonzero(as_tuple=True)
+        keep = torch.rand(rows.numel(), heads) >= p
+        masks = torch.zeros(heads, N, F_IN)
+        masks[:, rows, cols] = keep.T.float()
+    else:
+        masks = (torch.rand(heads, N, F_IN) >= p).float()
+    expected = torch.stack([(x * masks[k] / (1 - p)) @ w.view(heads, c, F_IN)[k].T for k in range(heads)], 1)
+    torch.testing.assert_close(out, expected)
+    assert not torch.equal(masks[0], masks[1])  # heads do not share a mask
+    (no_drop,) = mp.head_dropout_linear(x, [w], heads, 0.0)
+    torch.testing.assert_close(no_drop, (x @ w.T).view(N, heads, c))
+
+
+@pytest.mark.parametrize("cls", [ours.GATConv, ours.GATv2Conv])
+def test_per_head_input_dropout_only_in_training(graph, cls):
+    x, ei, _ = graph
+    conv = cls(F_IN, 5, heads=2, input_dropout=0.5)
+    plain = cls(F_IN, 5, heads=2)
+    plain.load_state_dict(conv.state_dict())
+    conv.eval(), plain.eval()
+    torch.testing.assert_close(conv(x, ei), plain(x, ei))  # evaluation: no dropout at all
+    conv.train()
+    out = conv(x, ei)
+    out.sum().backward()
+    assert not torch.allclose(out, plain(x, ei)) and all(p.grad is not None for p in conv.parameters())
+
+
 @pytest.mark.parametrize("aggr", ["mean", "sum", "max"])
 @pytest.mark.parametrize("root_weight,normalize", [(True, False), (False, True)])
 def test_sage_conv(graph, aggr, root_weight, normalize):

@@ -73,8 +73,11 @@ def test_gat_is_the_papers_cora_model():
     assert (c1.heads, c1.out_channels, c1.concat, c1.dropout) == (8, 8, True, 0.6)
     assert (c2.heads, c2.out_channels, c2.concat, c2.dropout) == (1, 7, False, 0.6)
     assert model.dropout == 0.6 and c1.negative_slope == 0.2
-    assert c1.message_dropout == c2.message_dropout == 0.6  # the authors' code also drops aggregated values
-    assert zoo.create("gat", message_dropout=0.0).conv1.message_dropout == 0.0  # PyG-example training
+    # trained like the authors' code: per-head input masks in the first layer, aggregated values dropped
+    assert c1.message_dropout == c2.message_dropout == 0.6
+    assert model.per_head_input_dropout and (c1.input_dropout, c2.input_dropout) == (0.6, 0.0)
+    pyg_like = zoo.create("gat", message_dropout=0.0, per_head_input_dropout=False)  # PyG-example training
+    assert (pyg_like.conv1.message_dropout, pyg_like.conv1.input_dropout) == (0.0, 0.0)
     assert sum(p.numel() for p in model.parameters()) == 1433 * 64 + 64 * 2 + 64 + 64 * 7 + 7 * 2 + 7
 
 
