@@ -75,7 +75,8 @@ _SMALL = [
 ]
 # variant: (blocks, number of tail blocks, width of the classifier's hidden layer)
 _ARCHS = {"large": (_LARGE, 3, 1280), "small": (_SMALL, 3, 1024)}
-_ACTS = {"RE": nn.ReLU, "HS": nn.Hardswish}
+# in place, as torchvision's: each activation overwrites the BatchNorm output it follows
+_ACTS = {"RE": partial(nn.ReLU, inplace=True), "HS": partial(nn.Hardswish, inplace=True)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -104,7 +105,9 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.block(x)
-        return out + x if self.use_res_connect else out
+        if self.use_res_connect:
+            out += x  # in place on the block's fresh output, as torchvision does
+        return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -140,7 +143,7 @@ class MobileNetV3(nn.Module):
         self.drop_rate = drop_rate
 
         in_ch = ch(16)
-        layers: list[nn.Module] = [ConvNormAct(in_chans, in_ch, 3, stride=2, norm_layer=_norm, act_layer=nn.Hardswish)]
+        layers: list[nn.Module] = [ConvNormAct(in_chans, in_ch, 3, stride=2, norm_layer=_norm, act_layer=_ACTS["HS"])]
         self.feature_info = []
         reduction = 2
         first_tail = len(blocks) - n_tail
@@ -159,7 +162,7 @@ class MobileNetV3(nn.Module):
             layers.append(InvertedResidual(in_ch, k, ch(exp), ch(out), se, act, stride, dilation))
             in_ch = ch(out)
         last_conv = 6 * in_ch
-        layers.append(ConvNormAct(in_ch, last_conv, 1, norm_layer=_norm, act_layer=nn.Hardswish))
+        layers.append(ConvNormAct(in_ch, last_conv, 1, norm_layer=_norm, act_layer=_ACTS["HS"]))
         self.feature_info.append(
             {"num_chs": last_conv, "reduction": reduction, "module": f"features.{len(layers) - 1}"})
         self.features = nn.Sequential(*layers)
@@ -170,7 +173,7 @@ class MobileNetV3(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(
             nn.Linear(last_conv, self.head_hidden_size),
-            nn.Hardswish(),
+            nn.Hardswish(inplace=True),
             nn.Dropout(drop_rate),
             self._new_head(num_classes),
         )

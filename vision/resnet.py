@@ -57,7 +57,8 @@ class BasicBlock(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + shortcut)
+        out += shortcut  # in place: no extra activation-sized buffer (BatchNorm's backward does not need its output)
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -83,7 +84,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + shortcut)
+        out += shortcut
+        return self.relu(out)
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
