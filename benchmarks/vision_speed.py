@@ -15,7 +15,8 @@ Per model and variant (``--variants``: eager; ``channels_last``, CNNs only; ``co
 
 Each repeat times ``--iters`` steps of ours, then the same of the reference (ours, ref, ours,
 ref, ...), after ``--warmup`` untimed steps of each, so machine load hits both alike. The table
-gives the median images/s of each and the ratio ours / reference of the medians (> 1: ours faster).
+gives the median images/s of each, the ratio ours / reference of the medians (> 1: ours faster)
+and the interquartile range of the per-repeat ratios, i.e. how much that ratio moves with noise.
 """
 
 from __future__ import annotations
@@ -125,9 +126,13 @@ def bench(name: str, variant: str, mode: str, args, device: torch.device) -> dic
         for who in ("ours", "ref"):
             times[who].append(time_steps(steps[who], args.iters, device))
     med = {who: statistics.median(ts) for who, ts in times.items()}
+    # each repeat's (ours, ref) pair ran back to back: the spread of their ratios shows the noise
+    paired = [r / o for o, r in zip(times["ours"], times["ref"])]
+    q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else (paired[0],) * 3
     return {
         "model": name, "variant": variant, "mode": mode, "diff": diff, "warmup_s": warm_s,
         "ours": args.batch / med["ours"], "ref": args.batch / med["ref"], "ratio": med["ref"] / med["ours"],
+        "paired_iqr": (q1, q3),
     }
 
 
@@ -159,14 +164,15 @@ def main(argv=None) -> None:
 
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, batch {args.batch}, "
           f"{args.size} px, fp32, {args.repeats} repeats x {args.iters} step(s), warmup {args.warmup}\n")
-    print("| model | reference | variant | mode | ours img/s | ref img/s | ours/ref | max abs diff |")
-    print("|---|---|---|---|---:|---:|---:|---:|")
+    print("| model | reference | variant | mode | ours img/s | ref img/s | ours/ref | paired ratios, IQR | max abs diff |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|")
     for name in args.models:
         for variant in variants_for(name, args):
             for mode in args.modes:
                 r = bench(name, variant, mode, args, device)
                 print(f"| {name} | {REFERENCES[name]} | {variant} | {mode} | {r['ours']:.1f} | {r['ref']:.1f} "
-                      f"| {r['ratio']:.3f} | {r['diff']:.1e} |", flush=True)
+                      f"| {r['ratio']:.3f} | {r['paired_iqr'][0]:.2f}-{r['paired_iqr'][1]:.2f} | {r['diff']:.1e} |",
+                      flush=True)
                 torch._dynamo.reset()
 
 
