@@ -11,9 +11,9 @@ train / val / test; the model kept is the one with the best validation accuracy 
 validation loss), and ``--patience`` stops a run when neither the validation loss nor accuracy
 improved for that many epochs. With GAT's rule (``--select gat``) an epoch is kept when its
 validation accuracy and loss are both at least as good as the best so far, and an epoch that
-equals the best accuracy or loss also counts as improving, as in the authors' code. Full-batch training is not "batch -> loss" over a
-loader, so this loop is its own; it reuses the shared pieces: seeding, device choice, atomic
-checkpoints, the curve plot.
+equals the best accuracy or loss also counts as improving, as in the authors' code.
+Full-batch training is not "batch -> loss" over a loader, so this loop is its own; it reuses the
+shared pieces: seeding, device choice, atomic checkpoints, the curve plot.
 
 ``--fanouts`` (GraphSAGE only) trains on mini-batches instead: each epoch shuffles the training
 nodes into batches of ``--batch-size`` seeds, samples their neighbourhoods with

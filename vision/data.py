@@ -189,13 +189,18 @@ def load_image_folder(root: str | Path, img_size: int = 224, augment: str | None
 HF_VAL_SPLITS = ("validation", "val", "valid")
 
 
+def _is_saved_dataset(path: Path) -> bool:
+    """A directory written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
+    return (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
+
+
 def is_hf_dataset_dir(path: str | Path) -> bool:
     """A ``save_to_disk`` directory, or a directory with parquet / arrow files (at the top or in
     ``data/``) that ``load_dataset`` reads."""
     path = Path(path)
     if not path.is_dir():
         return False
-    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+    if _is_saved_dataset(path):
         return True
     # the top level or data/ (the hub's layout); never a walk through a large image folder
     return any(any(folder.glob(f"*.{ext}")) for folder in (path, path / "data") for ext in ("parquet", "arrow"))
@@ -207,7 +212,7 @@ def _open_hf(spec: str):
     name = spec.removeprefix("hf:").removeprefix("hf-hub:")
     path = Path(name)
     try:
-        if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        if path.is_dir() and _is_saved_dataset(path):
             ds = datasets.load_from_disk(str(path))
         else:
             ds = datasets.load_dataset(str(path) if path.is_dir() else name)
