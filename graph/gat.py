@@ -9,9 +9,10 @@ ELU -> dropout 0.6 -> GATConv(64, classes, heads=1, mean); attention dropout 0.6
 Training follows the authors' reference code (``attn_head`` in github.com/PetarV-/GAT), which
 builds every attention head separately: each first-layer head draws its own dropout mask over the
 input features (``per_head_input_dropout``), and each layer also drops the projected features it
-aggregates at the input rate (``message_dropout``). ``per_head_input_dropout=False,
-message_dropout=0`` gives the PyG-example model. Dropout only acts in training, so evaluation
-outputs equal PyG's either way.
+aggregates at the input rate (``message_dropout``); each head's attention vector is initialised
+as that code's 1x1 convolution (``attention_init="per_head"``). ``per_head_input_dropout=False,
+message_dropout=0, attention_init="layer"`` gives the PyG-example model. These only change
+training and initialisation, so with the same weights evaluation outputs equal PyG's either way.
 (PubMed: ``out_heads=8``, averaged.) ``gatv2`` is the same model with GATv2's dynamic attention.
 
 Checkpoint layout: a model built the same way from PyG's ``GATConv`` / ``GATv2Conv`` —
@@ -21,6 +22,9 @@ Checkpoint layout: a model built the same way from PyG's ``GATConv`` / ``GATv2Co
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -38,8 +42,10 @@ class GAT(nn.Module):
     def __init__(self, in_channels: int = 1433, hidden_channels: int = 8, num_classes: int = 7, heads: int = 8,
                  out_heads: int = 1, dropout: float = 0.6, attention_dropout: float | None = None,
                  message_dropout: float | None = None, per_head_input_dropout: bool = True,
-                 negative_slope: float = 0.2, edge_dim: int | None = None):
+                 negative_slope: float = 0.2, edge_dim: int | None = None, attention_init: str = "per_head"):
         super().__init__()
+        if attention_init not in ("per_head", "layer"):
+            raise ValueError(f"attention_init must be 'per_head' or 'layer', got {attention_init!r}")
         self._input_memo = GraphMemo()
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
         attention_dropout = dropout if attention_dropout is None else attention_dropout
@@ -51,6 +57,20 @@ class GAT(nn.Module):
         self.conv1 = self.conv_cls(in_channels, hidden_channels, heads=heads, concat=True,
                                    input_dropout=dropout if self.per_head_input_dropout else 0.0, **common)
         self.conv2 = self.conv_cls(hidden_channels * heads, num_classes, heads=out_heads, concat=False, **common)
+        if attention_init == "per_head":
+            self.init_attention_per_head()
+
+    @torch.no_grad()
+    def init_attention_per_head(self) -> None:
+        """Initialise every head's attention vector as the authors' code does: a 1x1 convolution from
+        the head's ``F'`` features to one score, Glorot-uniform with bound ``sqrt(6 / (F' + 1))``. (PyG's
+        layers draw all heads' vectors as one ``(heads, F')`` matrix, bound ``sqrt(6 / (heads + F'))``.)"""
+        for conv in (self.conv1, self.conv2):
+            for name in ("att_src", "att_dst", "att"):
+                att = getattr(conv, name, None)
+                if att is not None:
+                    bound = math.sqrt(6.0 / (att.size(-1) + 1))
+                    att.uniform_(-bound, bound)
 
     def forward(self, x, edge_index: Tensor | None = None, edge_attr: Tensor | None = None) -> Tensor:
         """``model(x, edge_index[, edge_attr])`` or ``model(data)``; returns ``(num_nodes, num_classes)`` logits."""

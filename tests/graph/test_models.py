@@ -1,5 +1,6 @@
 """Registered graph models: parity with the same model built from PyG layers, inputs, errors."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -79,6 +80,23 @@ def test_gat_is_the_papers_cora_model():
     pyg_like = zoo.create("gat", message_dropout=0.0, per_head_input_dropout=False)  # PyG-example training
     assert (pyg_like.conv1.message_dropout, pyg_like.conv1.input_dropout) == (0.0, 0.0)
     assert sum(p.numel() for p in model.parameters()) == 1433 * 64 + 64 * 2 + 64 + 64 * 7 + 7 * 2 + 7
+
+
+@pytest.mark.parametrize("name, params", [("gat", ("att_src", "att_dst")), ("gatv2", ("att",))])
+def test_attention_vectors_initialised_per_head(name, params):
+    """The authors' code scores each head with its own 1x1 convolution from F' features to one value,
+    Glorot bound sqrt(6 / (F' + 1)); PyG's layers use sqrt(6 / (heads + F')) for all heads at once."""
+    torch.manual_seed(0)
+    authors, layer = zoo.create(name), zoo.create(name, attention_init="layer")
+    for p in params:
+        att = getattr(authors.conv1, p)  # (1, 8 heads, 8 features)
+        per_head, pyg = math.sqrt(6 / (8 + 1)), math.sqrt(6 / (8 + 8))
+        assert att.abs().max() <= per_head and att.abs().max() > pyg  # 128 draws: P(all below pyg) ~ 1e-16
+        assert getattr(layer.conv1, p).abs().max() <= pyg
+        out = getattr(authors.conv2, p)  # one head of 7 classes: both rules give sqrt(6 / 8)
+        assert out.abs().max() <= math.sqrt(6 / 8)
+    with pytest.raises(ValueError, match="attention_init"):
+        zoo.create(name, attention_init="xavier")
 
 
 @pytest.mark.parametrize("name", ALL)
