@@ -53,6 +53,14 @@ def _stratified_split(labels: list[int], test_fraction: float, seed: int = SPLIT
     return train_test_split(list(range(n)), test_size=n_test, random_state=seed, stratify=labels)
 
 
+def _carve_val(targets, indices) -> tuple[list[int], list[int]]:
+    """Split ``indices`` (into a dataset labelled ``targets``) into fit and validation indices: the
+    fixed stratified ``VAL_FRACTION`` split of those examples."""
+    indices = list(indices)
+    fit_pos, val_pos = _stratified_split([targets[i] for i in indices], VAL_FRACTION)
+    return [indices[i] for i in fit_pos], [indices[i] for i in val_pos]
+
+
 def _policy(augment: str | None):
     """The RandAugment / TrivialAugment transform for ``augment`` (None for "none")."""
     from torchvision.transforms import v2
@@ -87,8 +95,7 @@ def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION,
         remap[torch.tensor(classes)] = torch.arange(len(classes))
         images, labels, names = images[keep], remap[labels[keep]], [str(c) for c in classes]
     train_idx, test_idx = _stratified_split(labels.tolist(), test_fraction)
-    fit_pos, val_pos = _stratified_split(labels[train_idx].tolist(), VAL_FRACTION)
-    fit_idx, val_idx = [train_idx[i] for i in fit_pos], [train_idx[i] for i in val_pos]
+    fit_idx, val_idx = _carve_val(labels.tolist(), train_idx)
     mean, std = images[fit_idx].mean(), images[fit_idx].std()
     policy = _policy(augment)
     train = Subset(TensorDataset((images - mean) / std, labels), fit_idx)
@@ -168,17 +175,15 @@ def load_image_folder(root: str | Path, img_size: int = 224, augment: str | None
             raise ValueError(f"{root}/train and {root}/{test_name} have different class folders")
         refuse_unreadable(train)
         refuse_unreadable(test)
-        fit_idx, val_idx = _stratified_split(train.targets, VAL_FRACTION)
+        fit_idx, val_idx = _carve_val(train.targets, range(len(train)))
         val = Subset(train, val_idx)
         train = Subset(train, fit_idx)
     else:
         full = ImageFolder(root, loader=checked_loader)
         refuse_unreadable(full)
         train_idx, test_idx = _stratified_split(full.targets, 0.2)
-        fit_pos, val_pos = _stratified_split([full.targets[i] for i in train_idx], VAL_FRACTION)
-        train = Subset(full, [train_idx[i] for i in fit_pos])
-        val = Subset(full, [train_idx[i] for i in val_pos])
-        test = Subset(full, test_idx)
+        fit_idx, val_idx = _carve_val(full.targets, train_idx)
+        train, val, test = Subset(full, fit_idx), Subset(full, val_idx), Subset(full, test_idx)
     classes = (test.dataset if isinstance(test, Subset) else test).classes
     evaluate = _folder_transforms(img_size, False)
     return ImageData(_Transformed(train, _folder_transforms(img_size, True, augment)), _Transformed(val, evaluate),
@@ -293,8 +298,8 @@ def load_hf_dataset(spec: str, img_size: int = 224, augment: str | None = None, 
         train_idx = list(range(len(full)))
         test = _HFImages(ds[test_name], image_column, label_column)
     if val_name is None:
-        fit_pos, val_pos = _stratified_split([full.targets[i] for i in train_idx], VAL_FRACTION)
-        train, val = Subset(full, [train_idx[i] for i in fit_pos]), Subset(full, [train_idx[i] for i in val_pos])
+        fit_idx, val_idx = _carve_val(full.targets, train_idx)
+        train, val = Subset(full, fit_idx), Subset(full, val_idx)
     else:
         train, val = Subset(full, train_idx), _HFImages(ds[val_name], image_column, label_column)
     evaluate = _folder_transforms(img_size, False)
