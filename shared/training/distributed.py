@@ -52,8 +52,20 @@ def init_distributed(device: torch.device) -> DistInfo:
 
 
 def _destroy() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """Tear the group down once every rank has reached exit. A rank that tore its gloo group down
+    while another was still writing its files could abort in gloo's destructor ("terminate called
+    without an active exception", seen under torchrun on CPU), so the ranks meet first; the
+    meeting is a ``monitored_barrier`` with a timeout, so a rank that died cannot hang the rest."""
+    if not dist.is_initialized():
+        return
+    if dist.get_backend() == "gloo":
+        from datetime import timedelta
+
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=120))
+        except RuntimeError:
+            pass  # a peer is gone: nothing to wait for, tear down anyway
+    dist.destroy_process_group()
 
 
 def barrier(info: DistInfo) -> None:
