@@ -180,6 +180,12 @@ def train_epoch_sampled(model: torch.nn.Module, optimizer: torch.optim.Optimizer
     return total / max(count, 1)
 
 
+def accuracy_stats(runs: list[dict]) -> tuple[float, float]:
+    """Mean and sample std (0 for one run) of the runs' test accuracy, in percent."""
+    accs = [100 * r["test_acc"] for r in runs]
+    return statistics.mean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     name = args.model.lower()
@@ -222,11 +228,10 @@ def main(argv=None) -> int:
             from shared.weights import save_pretrained
 
             save_pretrained(model, args.save_model)
-    accs = [100 * r["test_acc"] for r in results]
-    mean, std = statistics.mean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)
-    summary = {"model": name, "dataset": data.name, "recipe": recipe, "seeds": len(accs), "test_acc_mean": round(mean, 2),
+    mean, std = accuracy_stats(results)
+    summary = {"model": name, "dataset": data.name, "recipe": recipe, "seeds": len(results), "test_acc_mean": round(mean, 2),
                "test_acc_std": round(std, 2), "runs": results, "seconds": round(time.perf_counter() - start, 1)}
-    print(f"{name} {data.name}: test accuracy {mean:.2f} +- {std:.2f} over {len(accs)} seed(s)")
+    print(f"{name} {data.name}: test accuracy {mean:.2f} +- {std:.2f} over {len(results)} seed(s)")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -59,8 +60,6 @@ def _destroy() -> None:
     if not dist.is_initialized():
         return
     if dist.get_backend() == "gloo":
-        from datetime import timedelta
-
         try:
             dist.monitored_barrier(timeout=timedelta(seconds=120))
         except RuntimeError:
