@@ -147,3 +147,57 @@ def test_zoo_train_cli(capsys):
 
     assert main(["train", "gat", "--dataset", "karate", "--epochs", "3", "--no-progress"]) == 0
     assert "test accuracy" in capsys.readouterr().out
+
+
+def _replay(rule: str, curve: list[tuple[float, float]], patience: int) -> tuple[int, int]:
+    """Feed (val acc, val loss) per epoch to graph.train.Selection; (kept epoch, last epoch run)."""
+    from graph.train import Selection
+
+    sel = Selection(rule, patience)
+    for epoch, (acc, loss) in enumerate(curve, 1):
+        sel.update({"epoch": epoch, "val/acc": acc, "val/loss": loss})
+        if sel.stop:
+            break
+    return sel.best["epoch"], epoch
+
+
+# epoch:   1          2           3           4           5           6           7
+CURVE = [(0.5, 1.0), (0.7, 0.9), (0.7, 0.8), (0.8, 0.85), (0.6, 0.7), (0.6, 0.95), (0.5, 0.99)]
+
+
+def test_selection_rules_keep_the_epochs_their_authors_keep():
+    # "acc": best accuracy, ties broken by loss -> epoch 4 (0.8); patience 2 ends after 5 (loss
+    # improved), 6, 7 -> runs to 7.
+    assert _replay("acc", CURVE, patience=2) == (4, 7)
+    # "gat": accuracy AND loss at least as good as the best so far: epoch 3 (0.7 >= 0.7, 0.8 <= 0.9);
+    # epoch 4 has a worse loss than 0.8 and is not kept although its accuracy is best; epoch 5's
+    # loss 0.7 resets patience, then 6 and 7 are bad -> stops at 7.
+    assert _replay("gat", CURVE, patience=2) == (3, 7)
+    # "gat_acc" (GAT on CiteSeer): accuracy alone, ties kept -> epoch 4; epochs 5, 6 are bad and
+    # patience 2 stops the run at 6 even though epoch 5 had the lowest loss.
+    assert _replay("gat_acc", CURVE, patience=2) == (4, 6)
+    # ties in accuracy move "gat_acc" to the later epoch, as the authors' >= does
+    assert _replay("gat_acc", [(0.7, 1.0), (0.7, 2.0)], patience=0) == (2, 2)
+    with pytest.raises(ValueError, match="gat_acc"):
+        _replay("loss", CURVE, patience=2)
+
+
+def test_gat_on_pubmed_trains_with_the_papers_pubmed_recipe(tmp_path):
+    from graph import train
+
+    assert train.recipe_for("gat", "cora") == (train.RECIPES["gat"], {})
+    assert train.recipe_for("gcn", "pubmed") == (train.RECIPES["gcn"], {})
+    _write_tiny_planetoid(tmp_path / "data", "pubmed")
+    argv = ["--model", "gat", "--dataset", "PubMed", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
+            "--no-progress", "--device", "cpu", "--save-model", str(tmp_path / "model")]
+    assert train.main(argv) == 0
+    s = train.main.last_summary
+    assert (s["recipe"]["lr"], s["recipe"]["weight_decay"], s["model_kwargs"]) == (0.01, 1e-3, {"out_heads": 8})
+    import zoo
+
+    model = zoo.from_pretrained(tmp_path / "model")
+    assert model.conv2.heads == 8 and not model.conv2.concat
+    # an explicit flag still wins over the dataset's recipe
+    assert train.main([*argv, "--lr", "0.003", "--heads", "2"]) == 0
+    s = train.main.last_summary
+    assert s["recipe"]["lr"] == 0.003 and s["model_kwargs"] == {"out_heads": 8, "heads": 2}
