@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/graph_accuracy.py                 # 10 seeds, Cora + CiteSeer, GAT + GCN
     .venv/bin/python benchmarks/graph_accuracy.py --seeds 3 --only gcn
     .venv/bin/python benchmarks/graph_accuracy.py --seeds 100 --jobs 2 --only gat --datasets citeseer  # the paper's 100 runs
+    .venv/bin/python benchmarks/graph_accuracy.py --seeds 100 --jobs 16 --only gat --datasets citeseer --select gat_acc
 
 Runs ``graph.train`` with the papers' hyper-parameters (see graph/train.py RECIPES) and prints a
 table: mean +- std test accuracy, the paper's figure, and whether the mean reaches it.
@@ -56,6 +57,8 @@ def evaluate(model: str, dataset: str, args) -> dict:
     common = ["--model", model, "--dataset", dataset, "--no-progress", "--device", args.device]
     if args.data_dir:
         common += ["--data-dir", args.data_dir]
+    if args.select:
+        common += ["--select", args.select]
     ranges = seed_ranges(args.seeds, args.jobs)
     argvs = [[*common, "--seed", str(first), "--seeds", str(n)] for first, n in ranges]
     if len(argvs) == 1:
@@ -78,6 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default="cora,citeseer")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--select", default=None, help="override the recipes' selection rule (graph.train --select)")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes, each training a range of seeds")
     p.add_argument("--json", default=None, help="write the summaries here")
     args = p.parse_args(argv)
