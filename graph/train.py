@@ -9,7 +9,7 @@
 Each epoch is one optimiser step on the whole graph (Adam, weight decay), then an evaluation of
 train / val / test. Which epoch's model is kept, and when ``--patience`` ends a run, follow the
 recipe's selection rule (:class:`Selection`): best validation accuracy for GCN, the GAT authors'
-accuracy-and-loss rule for GAT, and their accuracy-only rule for GAT on CiteSeer.
+accuracy-and-loss rule for GAT (``--select gat_acc``: their accuracy-only rule for CiteSeer).
 Full-batch training is not "batch -> loss" over a loader, so this loop is its own; it reuses the
 shared pieces: seeding, device choice, atomic checkpoints, the curve plot.
 
@@ -41,8 +41,9 @@ from .data import GraphData, karate_club, load_planetoid
 # The papers' hyper-parameters. GCN (Kipf & Welling): weight decay on the first layer only.
 RECIPES = {
 # "select" names the model-selection and patience rule (class Selection): "acc" for the best val
-# accuracy, "gat" for the GAT authors' accuracy-and-loss rule. GAT's epoch limit is the authors' 100,000: in effect only the patience ends a
-# run (Planetoid runs last 600-1000 epochs, some longer, so a cap of 1000 would cut them short).
+# accuracy, "gat" for the GAT authors' accuracy-and-loss rule. GAT's epoch limit is the authors'
+# 100,000: in effect only the patience ends a run (Planetoid runs last 600-1000 epochs, some
+# longer, so a cap of 1000 would cut them short).
     "gcn": dict(lr=0.01, weight_decay=5e-4, decay_scope="first", epochs=200, patience=0, select="acc"),
     "gat": dict(lr=0.005, weight_decay=5e-4, decay_scope="all", epochs=100_000, patience=100, select="gat"),
     "gatv2": dict(lr=0.005, weight_decay=5e-4, decay_scope="all", epochs=100_000, patience=100, select="gat"),
@@ -76,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="weight decay on all parameters or on the first layer only (GCN paper)")
     p.add_argument("--patience", type=int, default=None, help="0: no early stopping")
     p.add_argument("--select", choices=SELECT_RULES, default=None,
-                   help="model selection rule (see RECIPES; default: the recipe's for the dataset)")
+                   help="model selection and patience rule (see class Selection; default: the recipe's)")
     p.add_argument("--hidden-channels", type=int, default=None)
     p.add_argument("--heads", type=int, default=None)
     p.add_argument("--dropout", type=float, default=None)
@@ -192,15 +193,16 @@ class Selection:
 
     def update(self, m: dict) -> bool:
         acc, loss = m["val/acc"], m["val/loss"]
+        first = self.best is None  # the first epoch is always kept, even with a NaN loss
         if self.rule == "gat":
             keep = acc >= self.best_acc and loss <= self.best_loss
             improved = acc >= self.best_acc or loss <= self.best_loss
         elif self.rule == "gat_acc":
             keep = improved = acc >= self.best_acc
         else:
-            keep = self.best is None or (acc, -loss) > (self.best["val/acc"], -self.best["val/loss"])
+            keep = first or (acc, -loss) > (self.best["val/acc"], -self.best["val/loss"])
             improved = acc > self.best_acc or loss < self.best_loss
-        keep = keep or self.best is None
+        keep = keep or first
         if keep:
             self.best = dict(m)
         self.best_acc, self.best_loss = max(self.best_acc, acc), min(self.best_loss, loss)
@@ -278,8 +280,9 @@ def main(argv=None) -> int:
 
             save_pretrained(model, args.save_model)
     mean, std = accuracy_stats(results)
-    summary = {"model": name, "dataset": data.name, "recipe": recipe, "model_kwargs": model_kwargs, "seeds": len(results), "test_acc_mean": round(mean, 2),
-               "test_acc_std": round(std, 2), "runs": results, "seconds": round(time.perf_counter() - start, 1)}
+    summary = {"model": name, "dataset": data.name, "recipe": recipe, "model_kwargs": model_kwargs,
+               "seeds": len(results), "test_acc_mean": round(mean, 2), "test_acc_std": round(std, 2),
+               "runs": results, "seconds": round(time.perf_counter() - start, 1)}
     print(f"{name} {data.name}: test accuracy {mean:.2f} +- {std:.2f} over {len(results)} seed(s)")
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
