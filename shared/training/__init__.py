@@ -2,9 +2,11 @@
 
 A domain supplies a :class:`Task` (batch -> loss, batch -> metric sums); the
 :class:`Trainer` supplies the loop. Loops that are not "batch -> loss" (RL,
-GANs, diffusion sampling) reuse the pieces: :func:`seed_everything`,
-:func:`save_checkpoint` / :func:`load_checkpoint`, :class:`ModelEMA`,
-``amp.resolve_amp`` / ``amp.resolve_device``, ``loggers.RunLogger``.
+GANs, diffusion sampling, full-batch graph training) call the same pieces the
+Trainer is built from: :func:`optimizer_step` (check, unscale, clip, step),
+:func:`build_optimizer`, :class:`BestTracker` with a rule (early stopping),
+:func:`seed_everything`, :func:`save_checkpoint` / :func:`load_checkpoint`,
+:class:`ModelEMA`, ``amp.resolve_amp`` / ``amp.resolve_device``, :class:`RunLogger`.
 """
 
 from .amp import AmpSettings, resolve_amp, resolve_device
@@ -12,12 +14,29 @@ from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .ema import ModelEMA
+from .loggers import RunLogger, plot_curves
+from .optim import build_optimizer, build_scheduler, decay_groups
 from .reproducibility import get_rng_state, seed_everything, set_rng_state
-from .task import ClassificationTask, Task
-from .trainer import NonFiniteLossError, Trainer, TrainState
+from .selection import AccuracyAndLoss, AccuracyThenLoss, BestTracker, Monitor, Rule
+from .step import NonFiniteLossError, StepResult, optimizer_step
+from .task import ClassificationTask, LossSum, Task
+from .trainer import Trainer, TrainState
 
 __all__ = [
+    "AccuracyAndLoss",
+    "AccuracyThenLoss",
     "AmpSettings",
+    "BestTracker",
+    "LossSum",
+    "Monitor",
+    "Rule",
+    "RunLogger",
+    "StepResult",
+    "build_optimizer",
+    "build_scheduler",
+    "decay_groups",
+    "optimizer_step",
+    "plot_curves",
     "Callback",
     "ClassificationTask",
     "ModelEMA",

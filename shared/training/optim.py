@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler as sched
 
-from .config import TrainConfig
+from .config import OPTIMIZERS, TrainConfig
 
 
 def decay_groups(params, weight_decay: float, decay_norm_and_bias: bool = False, **options) -> list[dict]:
@@ -21,21 +21,34 @@ def decay_groups(params, weight_decay: float, decay_norm_and_bias: bool = False,
     return [{**g, **options} for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW / Adam / SGD over the trainable parameters.
+def build_optimizer(params, *, name: str = "adamw", lr: float = 1e-3, weight_decay: float = 0.0,
+                    betas: tuple[float, float] = (0.9, 0.999), momentum: float = 0.9,
+                    eps: float = 1e-8) -> torch.optim.Optimizer:
+    """AdamW / Adam / SGD over ``params``: parameters, or parameter groups (dicts whose own
+    ``lr`` / ``weight_decay`` override the defaults given here, e.g. from :func:`decay_groups`).
 
-    Unless ``cfg.decay_norm_and_bias``, 1-D parameters (biases, norm scales) form a
-    second group with ``weight_decay=0``, the usual choice for transformers and CNNs.
+    ``betas`` and ``eps`` are Adam's; ``momentum`` is SGD's (a GAN's Adam beta1 = 0.5 is
+    ``betas=(0.5, 0.999)``).
     """
+    params = list(params)
+    if not params:
+        raise ValueError("build_optimizer got no parameters to optimize")
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; use one of {OPTIMIZERS}")
+
+
+def optimizer_from_config(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The Trainer's default: ``cfg.optimizer`` over the trainable parameters, 1-D ones (biases,
+    norm scales) without weight decay unless ``cfg.decay_norm_and_bias``."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = decay_groups(params, cfg.weight_decay, cfg.decay_norm_and_bias)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+    return build_optimizer(decay_groups(params, cfg.weight_decay, cfg.decay_norm_and_bias),
+                           name=cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           betas=(cfg.beta1, cfg.beta2), momentum=cfg.momentum, eps=cfg.eps)
 
 
 def warmup_steps(cfg: TrainConfig, steps_per_epoch: int) -> int:

@@ -10,27 +10,50 @@ all ranks, and ``compute_metrics`` turns the totals into the reported numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class Task:
-    """Base class. Subclasses implement at least ``training_step``."""
+class LossSum(NamedTuple):
+    """A training loss summed over what the task counts, with that count.
 
-    def training_step(self, model: nn.Module, batch) -> torch.Tensor:
-        """Return the scalar training loss (mean over the batch)."""
+    Returned by ``training_step`` when samples weigh differently, e.g. padded sequences
+    whose loss is a mean over tokens: ``LossSum(token_losses.sum(), n_tokens)``. The trainer
+    then divides the gradients of an accumulation group by its total count (over all ranks),
+    so micro-batches of unequal token counts give the gradient of one big batch.
+    """
+
+    total: torch.Tensor
+    count: torch.Tensor | int
+
+
+class Task:
+    """Base class. Subclasses implement at least ``training_step``.
+
+    ``monitor``: ``(metric name, "max" | "min")`` that picks the best model and drives early
+    stopping, or None (the trainer then keeps no best model unless its config names one).
+    """
+
+    monitor: tuple[str, str] | None = None
+
+    def training_step(self, model: nn.Module, batch) -> torch.Tensor | LossSum:
+        """Return the scalar training loss: the mean over the batch, or a :class:`LossSum`."""
         raise NotImplementedError
 
     def evaluation_step(self, model: nn.Module, batch) -> dict[str, float | torch.Tensor]:
         """Return sums to accumulate over batches, e.g. ``{"loss": sum_loss, "count": n}``.
 
-        The default evaluates the training loss: it assumes ``training_step``
-        returns a batch mean and weights it by the batch size.
+        The default evaluates the training loss, weighted by the batch size (or by the
+        count of a :class:`LossSum`).
         """
+        out = self.training_step(model, batch)
+        if isinstance(out, LossSum):
+            return {"loss": out.total.detach().float(), "count": out.count}
         n = self.batch_size(batch)
-        return {"loss": self.training_step(model, batch).detach().float() * n, "count": n}
+        return {"loss": out.detach().float() * n, "count": n}
 
     def compute_metrics(self, sums: dict[str, float]) -> dict[str, float]:
         """Turn accumulated sums into metrics. Default: every sum divided by ``count``."""
@@ -82,6 +105,8 @@ class ClassificationTask(Task):
     batches only, e.g. torchvision's ``v2.MixUp`` / ``v2.CutMix``, whose soft targets
     (N, C) cross-entropy accepts as class probabilities.
     """
+
+    monitor = ("val/acc", "max")
 
     def __init__(self, label_smoothing: float = 0.0, topk: Sequence[int] = (1, 5), batch_transform=None):
         self.label_smoothing = label_smoothing

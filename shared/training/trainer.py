@@ -1,10 +1,14 @@
 """The domain-agnostic training loop.
 
 ``Trainer(model, task, train_data, val_data, config).fit()`` trains ``model`` on
-a map-style ``Dataset`` with everything a recipe expects: device selection,
-AMP, gradient accumulation and clipping, LR schedules, weight EMA, early
-stopping, atomic checkpoints with bitwise resume, DDP under torchrun,
-progress bar, CSV/TensorBoard logs and a curves plot.
+a map-style ``Dataset`` or a stream (``IterableDataset``, run length in
+``max_steps``) with everything a recipe expects: device selection, AMP,
+gradient accumulation (token-weighted when the task returns a ``LossSum``) and
+clipping, LR schedules, weight EMA, evaluation every N epochs and/or steps,
+best-model tracking and early stopping (:mod:`.selection`), atomic checkpoints
+with bitwise resume, DDP under torchrun, progress bar, CSV/TensorBoard logs and
+a curves plot. Its optimizer step is :func:`.step.optimizer_step`, the same one
+hand-written loops call.
 
 Counting conventions
 --------------------
@@ -48,19 +52,19 @@ from .amp import make_grad_scaler, resolve_amp, resolve_device
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .data import batches_per_epoch, build_eval_loader, build_train_loader
+from .data import batches_per_epoch, build_eval_loader, build_train_loader, is_streaming
 from .distributed import all_gather_objects, all_reduce_mean, barrier, init_distributed
 from .ema import ModelEMA
 from .loggers import RunLogger
-from .optim import build_optimizer, build_scheduler
+from .optim import build_scheduler, optimizer_from_config
 from .reproducibility import get_rng_state, seed_everything, set_rng_state
-from .task import Task
+from .selection import BestTracker, Monitor
+from .step import NonFiniteLossError, optimizer_step
+from .task import LossSum, Task
 
 CHECKPOINT_FORMAT = 1
 
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN/inf and ``nan_policy="raise"``."""
+__all__ = ["NonFiniteLossError", "TrainState", "Trainer"]
 
 
 @dataclass
@@ -69,31 +73,34 @@ class TrainState:
     step: int = 0  # optimizer steps taken (including skipped non-finite ones)
     batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
     skipped_steps: int = 0  # steps skipped because the loss was not finite
-    best: float | None = None  # best value of config.monitor so far
-    best_epoch: int | None = None  # 1-based epoch of the best value
-    best_metrics: dict = field(default_factory=dict)
-    evals_since_best: int = 0  # evaluations without improvement (early-stopping patience)
+    selection: dict | None = None  # the BestTracker's state (best metrics, patience count)
     epoch_loss_sum: float = 0.0  # running train-loss sum of the epoch in progress (for resume)
-    epoch_samples: int = 0
-    history: list = field(default_factory=list)  # one dict of floats per epoch
+    epoch_samples: float = 0  # what that sum counts (samples, or the task's LossSum counts)
+    window_loss_sum: float = 0.0  # the same since the last history record (step evaluations)
+    window_samples: float = 0
+    history: list = field(default_factory=list)  # one dict of floats per evaluation / epoch
 
 
 class Trainer:
     """Train ``model`` on ``train_data`` with ``task`` as configured by ``config``.
 
     ``optimizer`` / ``scheduler`` replace the ones built from the config; a custom
-    scheduler is stepped once per optimizer step. ``collate_fn`` is passed to
-    both data loaders. Attributes: ``model`` (unwrapped), ``optimizer``,
-    ``scheduler``, ``scaler`` (None unless fp16 on CUDA), ``ema`` (None unless
-    ``ema_decay``), ``state``, ``device``, ``config``, ``should_stop``.
+    scheduler is stepped once per optimizer step. ``selection`` replaces the best-model
+    rule (default: ``Monitor`` of ``config.monitor``, else of ``task.monitor``, with
+    ``config.early_stopping_patience``). ``collate_fn`` is passed to both data loaders.
+    Attributes: ``model`` (unwrapped), ``optimizer``, ``scheduler``, ``scaler`` (None unless
+    fp16 on CUDA), ``ema`` (None unless ``ema_decay``), ``selection`` (None when nothing is
+    monitored), ``state``, ``device``, ``config``, ``should_stop``.
     """
 
     def __init__(self, model: nn.Module, task: Task, train_data: Dataset, val_data: Dataset | None = None,
                  config: TrainConfig | None = None, *, optimizer: torch.optim.Optimizer | None = None,
-                 scheduler=None, callbacks=(), collate_fn=None):
+                 scheduler=None, callbacks=(), collate_fn=None, selection: BestTracker | None = None):
         self.config = cfg = config if config is not None else TrainConfig()
         if cfg.early_stopping_patience is not None and val_data is None:
             raise ValueError("early_stopping_patience needs val_data to monitor")
+        if cfg.eval_every_steps is not None and val_data is None:
+            raise ValueError("eval_every_steps needs val_data to evaluate")
         if cfg.resume is True and not cfg.output_dir:
             raise ValueError("resume=True means output_dir/last.pt; set output_dir or pass a checkpoint path")
         if scheduler is not None and optimizer is None:
@@ -124,26 +131,54 @@ class Trainer:
             num_workers=cfg.num_workers, drop_last=cfg.drop_last, pin_memory=pin, collate_fn=collate_fn)
         self._eval_loader_args = dict(batch_size=cfg.eval_batch_size or cfg.batch_size,
                                       num_workers=cfg.num_workers, pin_memory=pin, collate_fn=collate_fn)
-        self.batches_per_epoch = batches_per_epoch(self.train_sampler.num_samples, cfg.batch_size, cfg.drop_last)
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"training data gives no batch ({len(train_data)} samples, "
-                             f"batch_size={cfg.batch_size}, drop_last={cfg.drop_last})")
-        self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum_steps)
-        self.total_steps = cfg.epochs * self.steps_per_epoch
-        if cfg.max_steps is not None:
-            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.streaming = is_streaming(train_data)
+        if self.streaming:
+            # A stream has no length: the run is max_steps long, epochs end when the stream does.
+            if cfg.max_steps is None:
+                raise ValueError("a streaming (IterableDataset) training set needs max_steps: "
+                                 "its length, and so the LR schedule's, is unknown")
+            self.batches_per_epoch = None
+            self.steps_per_epoch = cfg.max_steps  # only sizes epoch-based schedule options
+            self.total_steps = cfg.max_steps
+        else:
+            self.batches_per_epoch = batches_per_epoch(self.train_sampler.num_samples, cfg.batch_size,
+                                                       cfg.drop_last)
+            if self.batches_per_epoch == 0:
+                raise ValueError(f"training data gives no batch ({len(train_data)} samples, "
+                                 f"batch_size={cfg.batch_size}, drop_last={cfg.drop_last})")
+            self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum_steps)
+            self.total_steps = cfg.epochs * self.steps_per_epoch
+            if cfg.max_steps is not None:
+                self.total_steps = min(self.total_steps, cfg.max_steps)
 
-        self.optimizer = optimizer if optimizer is not None else build_optimizer(self.model, cfg)
+        self.optimizer = optimizer if optimizer is not None else optimizer_from_config(self.model, cfg)
         self.scheduler = scheduler if scheduler is not None else build_scheduler(
             self.optimizer, cfg, self.steps_per_epoch, self.total_steps)
-        self.ema = ModelEMA(self.model, cfg.ema_decay) if cfg.ema_decay is not None else None
+        self.ema = (ModelEMA(self.model, cfg.ema_decay, warmup=cfg.ema_warmup)
+                    if cfg.ema_decay is not None else None)
+        self.selection = selection if selection is not None else self._default_selection(task)
+        if cfg.early_stopping_patience is not None and self.selection is None:
+            raise ValueError("early_stopping_patience needs a metric to monitor: set config.monitor "
+                             "or give the task a monitor")
 
         self.state = TrainState()
         self.output_dir = Path(cfg.output_dir) if cfg.output_dir else None
         self.logger: RunLogger | None = None
         self._best_weights: dict[str, torch.Tensor] | None = None
+        self._last_step_loss = float("nan")
         self._val_loader = None
         self._last_saved_step = -1
+
+    def _default_selection(self, task: Task) -> BestTracker | None:
+        cfg = self.config
+        if cfg.monitor is not None:
+            task_mode = task.monitor[1] if task.monitor and task.monitor[0] == cfg.monitor else "max"
+            name, mode = cfg.monitor, cfg.monitor_mode or task_mode
+        elif task.monitor is not None:
+            name, mode = task.monitor[0], cfg.monitor_mode or task.monitor[1]
+        else:
+            return None
+        return BestTracker(Monitor(name, mode), cfg.early_stopping_patience)
 
     # ------------------------------------------------------------------ info
     @property
@@ -160,8 +195,8 @@ class Trainer:
         """Train until ``epochs``/``max_steps``, early stopping or ``should_stop``.
 
         Returns ``{"history", "best", "steps", "epochs", "skipped_steps", "stopped_early"}``;
-        ``history`` has one dict per epoch (``epoch``, ``step``, ``lr``, ``train/loss``,
-        ``val/...``) plus a fractional-epoch record when training stops mid-epoch.
+        ``history`` has one dict per evaluation or epoch (``epoch``, ``step``, ``lr``,
+        ``train/loss``, ``val/...``) plus a fractional-epoch record when training stops mid-epoch.
         """
         cfg = self.config
         if cfg.resume:
@@ -169,6 +204,7 @@ class Trainer:
         st = self.state
         if self.is_main and self.output_dir is not None:
             self.logger = RunLogger(self.output_dir, tensorboard=cfg.tensorboard, plot=cfg.plot)
+            self.logger.start(st.history)  # a resumed run continues the files from its checkpoint
         self.should_stop = False
         self._call("on_train_start")
         try:
@@ -182,7 +218,7 @@ class Trainer:
                 if self.output_dir is not None and self._last_saved_step != st.step:
                     self.save_checkpoint()
 
-            if cfg.early_stopping_patience is not None and cfg.restore_best and self._best_weights is not None:
+            if self._restores_best() and self._best_weights is not None:
                 self.model.load_state_dict(self._best_weights)
                 if self.ema is not None and cfg.ema_eval:
                     self.ema.module.load_state_dict(self._best_weights)
@@ -190,23 +226,41 @@ class Trainer:
         finally:
             if self.logger is not None:
                 self.logger.close()
+        self._check_something_was_learned()
+        best = self.selection.best if self.selection is not None else None
+        name = getattr(self.selection.rule, "name", None) if self.selection is not None else None
         return {
             "history": st.history,
-            "best": {"monitor": cfg.monitor, "value": st.best, "epoch": st.best_epoch, "metrics": st.best_metrics},
+            "best": {"monitor": name, "value": (best or {}).get(name), "epoch": (best or {}).get("epoch"),
+                     "step": (best or {}).get("step"),
+                     "metrics": {k: v for k, v in (best or {}).items() if "/" in k}},
             "steps": st.step,
             "epochs": st.epoch,
             "skipped_steps": st.skipped_steps,
             "stopped_early": self._early_stop_reached(),
         }
 
+    def _check_something_was_learned(self) -> None:
+        st = self.state
+        if st.skipped_steps and st.skipped_steps >= st.step:
+            raise NonFiniteLossError(
+                f"every one of the {st.step} optimizer steps was skipped for a non-finite loss or "
+                "gradient (nan_policy='skip'): nothing was learned. Check the data for NaN/inf, "
+                "lower the lr or set clip_grad_norm.")
+        if st.skipped_steps:
+            warnings.warn(f"{st.skipped_steps} of {st.step} optimizer steps were skipped for a "
+                          "non-finite loss or gradient", stacklevel=3)
+
+    def _restores_best(self) -> bool:
+        return self.config.early_stopping_patience is not None and self.config.restore_best
+
     def _done(self) -> bool:
         max_steps = self.config.max_steps
         return (max_steps is not None and self.state.step >= max_steps) or self._early_stop_reached()
 
     def _early_stop_reached(self) -> bool:
-        # `patience` evaluations in a row without improvement (patience=0: the first one).
-        patience, waited = self.config.early_stopping_patience, self.state.evals_since_best
-        return patience is not None and waited > 0 and waited >= patience
+        return self.selection is not None and self.config.early_stopping_patience is not None \
+            and self.selection.stop
 
     def _train_epoch(self) -> bool:
         """Train on the rest of the current epoch. Returns False if stopped before its end."""
@@ -218,96 +272,128 @@ class Trainer:
         self._train_model.train()
         ddp = isinstance(self._train_model, DistributedDataParallel)
 
-        bar = tqdm(total=n_batches, initial=start, desc=f"epoch {st.epoch + 1}/{cfg.epochs}", leave=False,
+        desc = f"epoch {st.epoch + 1}/{cfg.epochs}" if not self.streaming else f"epoch {st.epoch + 1}"
+        bar = tqdm(total=n_batches, initial=start, desc=desc, leave=False, unit="batch",
                    dynamic_ncols=True, disable=not (cfg.progress and self.is_main))
-        micro_losses: list[torch.Tensor] = []  # the group's micro-batch mean losses, kept on device
-        step_samples = 0
+        micro_losses: list[torch.Tensor] = []  # the group's micro-batch losses, kept on device
+        step_count = 0  # what the group's loss counts: samples, or the task's LossSum counts
+        group_samples = 0
+        weighted = False
         log_time, log_samples = time.perf_counter(), 0
         for i, batch in enumerate(self.train_loader, start=start):
             # Micro-batches are grouped from the start of the epoch; the last group may be
-            # shorter (leftover batches), and every loss is divided by its own group's size.
+            # shorter (leftover batches), and every mean loss is divided by its own group's size.
+            # A stream's length is unknown: its groups are divided by `accum`, and a shorter last
+            # group is rescaled when the stream ends (below).
             group_start = i - i % accum
-            group_size = min(accum, n_batches - group_start)
+            group_size = accum if n_batches is None else min(accum, n_batches - group_start)
             closes_group = i == group_start + group_size - 1
 
             batch = self.task.to_device(batch, self.device)
-            n = self.task.batch_size(batch)
             # DDP all-reduces gradients in backward; skip that until the group's last micro-batch.
             sync = self._train_model.no_sync() if (ddp and not closes_group) else contextlib.nullcontext()
             with sync:
                 with self.amp.autocast(self.device):
-                    loss = self.task.training_step(self._train_model, batch)
-                scaled = loss / group_size if group_size > 1 else loss
-                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+                    out = self.task.training_step(self._train_model, batch)
+                if isinstance(out, LossSum):
+                    # Summed losses are backpropagated as they are; the group's gradient is divided
+                    # by its total count (over all ranks) when the group closes.
+                    weighted, loss, n = True, out.total, out.count
+                else:
+                    loss, n = out, self.task.batch_size(batch)
+                    loss_to_backprop = loss / group_size if group_size > 1 else loss
+                backprop = loss if weighted else loss_to_backprop
+                (self.scaler.scale(backprop) if self.scaler is not None else backprop).backward()
             micro_losses.append(loss.detach())
-            step_samples += n
+            step_count = step_count + (n.detach() if isinstance(n, torch.Tensor) else n)
+            group_samples += self.task.batch_size(batch)
             st.batch_in_epoch = i + 1
             bar.update(1)
             if not closes_group:
                 continue
-
-            mean_loss = micro_losses[0] if group_size == 1 else torch.stack(micro_losses).float().mean()
-            mean_loss, value = self._optimizer_step(mean_loss, step_samples)
-            log_samples += step_samples
-            micro_losses, step_samples = [], 0
-            self._call("on_step_end", mean_loss)
-
-            if st.step % cfg.log_every == 0 and (self.logger is not None or not bar.disable):
-                now = time.perf_counter()
-                rate = log_samples * self.dist.world_size / max(now - log_time, 1e-9)
-                lr = self.optimizer.param_groups[0]["lr"]
-                bar.set_postfix(loss=f"{value:.4g}", lr=f"{lr:.3g}", samples_s=f"{rate:.0f}", refresh=False)
-                if self.logger is not None:
-                    self.logger.log_scalars({"train/step_loss": value, "train/lr": lr, "train/samples_per_s": rate},
-                                            st.step)
-                log_time, log_samples = now, 0
-            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and self.output_dir is not None:
-                self.save_checkpoint()
-            if cfg.max_steps is not None and st.step >= cfg.max_steps:
-                self.should_stop = True
+            self._close_group(micro_losses, step_count, weighted, group_size)
+            log_samples += group_samples
+            micro_losses, step_count, group_samples = [], 0, 0
+            log_time, log_samples = self._log_progress(bar, log_time, log_samples)
             if self.should_stop:
                 break
+        else:
+            if micro_losses:  # a stream ended inside an accumulation group
+                if not weighted:
+                    rescale = accum / len(micro_losses)  # the group's losses were divided by accum
+                    torch._foreach_mul_([p.grad for p in self.model.parameters() if p.grad is not None], rescale)
+                self._close_group(micro_losses, step_count, weighted, len(micro_losses))
         bar.close()
-        return st.batch_in_epoch >= n_batches
+        if self.should_stop:
+            return False
+        return n_batches is None or st.batch_in_epoch >= n_batches
 
-    def _optimizer_step(self, loss: torch.Tensor, samples: int) -> tuple[torch.Tensor, float]:
-        """Finish one accumulation group: check the loss, clip, step, EMA, schedule.
+    def _close_group(self, micro_losses: list[torch.Tensor], count, weighted: bool, group_size: int) -> None:
+        """Step on an accumulation group, then evaluate / checkpoint when a step count says so."""
+        cfg, st = self.config, self.state
+        if weighted:
+            total = torch.stack(micro_losses).float().sum()
+            count_t = torch.as_tensor(count, dtype=torch.float64, device=self.device)
+            if self.dist.enabled:
+                count_t = all_reduce_mean(count_t, self.dist) * self.dist.world_size
+            # DDP averaged the per-rank sums; undo that and divide by the global count.
+            scale = (self.dist.world_size / count_t.clamp(min=1)).float()
+            torch._foreach_mul_([p.grad for p in self.model.parameters() if p.grad is not None], scale)
+            mean_loss = total / count_t.clamp(min=1).to(total.dtype)
+        else:
+            mean_loss = micro_losses[0] if group_size == 1 else torch.stack(micro_losses).float().mean()
+        mean_loss, value = self._optimizer_step(mean_loss, count)
+        self._call("on_step_end", mean_loss)
+        if cfg.eval_every_steps and st.step % cfg.eval_every_steps == 0:
+            self._evaluate_and_record(epoch=st.epoch + self._epoch_fraction())
+            if self.output_dir is not None:
+                self.save_checkpoint()
+        if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and self.output_dir is not None \
+                and self._last_saved_step != st.step:
+            self.save_checkpoint()
+        if cfg.max_steps is not None and st.step >= cfg.max_steps:
+            self.should_stop = True
 
-        Returns the step's loss (averaged over ranks) as a tensor and as a float.
-        """
+    def _epoch_fraction(self) -> float:
+        n = self.batches_per_epoch
+        return self.state.batch_in_epoch / n if n else 0.0
+
+    def _log_progress(self, bar, log_time: float, log_samples: int) -> tuple[float, int]:
+        cfg, st = self.config, self.state
+        if st.step % cfg.log_every != 0 or (self.logger is None and bar.disable):
+            return log_time, log_samples
+        now = time.perf_counter()
+        rate = log_samples * self.dist.world_size / max(now - log_time, 1e-9)
+        lr = self.optimizer.param_groups[0]["lr"]
+        value = self._last_step_loss
+        bar.set_postfix(loss=f"{value:.4g}", lr=f"{lr:.3g}", samples_s=f"{rate:.0f}", refresh=False)
+        if self.logger is not None:
+            self.logger.log_scalars({"train/step_loss": value, "train/lr": lr, "train/samples_per_s": rate},
+                                    st.step)
+        return now, 0
+
+    def _optimizer_step(self, loss: torch.Tensor, count) -> tuple[torch.Tensor, float]:
+        """Finish one accumulation group: check, clip, step (:func:`optimizer_step`), then EMA
+        and schedule. Returns the step's loss (averaged over ranks) as a tensor and a float."""
         cfg, st = self.config, self.state
         loss = all_reduce_mean(loss, self.dist)  # every rank must take the same decision below
-        # The one host sync per optimizer step (reading the loss to check it is finite).
-        # On CPU it costs nothing: there is no asynchronous queue to drain. On GPU it
-        # waits for this step's backward; that is the price of never applying an update
-        # from a NaN/inf loss and of naming the exact step in the error. Everything else
-        # in the loop stays on the device.
-        value = loss.item()
-        if not math.isfinite(value):
-            if cfg.nan_policy == "raise":
-                raise NonFiniteLossError(
-                    f"non-finite training loss ({value}) at global step {st.step + 1}, "
-                    f"epoch {st.epoch + 1} (batch {st.batch_in_epoch}/{self.batches_per_epoch}; counted from 1). "
-                    "No update was applied and no checkpoint written for this step. Try a lower lr, "
-                    "clip_grad_norm, checking the data, or nan_policy='skip'.")
-            self.optimizer.zero_grad(set_to_none=True)  # drop the poisoned gradients, no update
+        where = (f"at global step {st.step + 1}, epoch {st.epoch + 1} (batch {st.batch_in_epoch}"
+                 f"{'/' + str(self.batches_per_epoch) if self.batches_per_epoch else ''}; counted from 1). "
+                 "No checkpoint was written for this step")
+        result = optimizer_step(self.optimizer, loss, scaler=self.scaler, clip_grad_norm=cfg.clip_grad_norm,
+                                parameters=self.model.parameters(), nan_policy=cfg.nan_policy, where=where)
+        value = result.loss
+        self._last_step_loss = value
+        if result.skipped:
             st.skipped_steps += 1
         else:
-            if self.scaler is not None:
-                if cfg.clip_grad_norm is not None:
-                    self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
-                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
-                self.scaler.step(self.optimizer)  # skips the update itself if fp16 grads overflowed
-                self.scaler.update()
-            else:
-                if cfg.clip_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad_norm)
-                self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
                 self.ema.update(self.model)
-            st.epoch_loss_sum += value * samples
-            st.epoch_samples += samples
+            count = float(count)
+            st.epoch_loss_sum += value * count
+            st.epoch_samples += count
+            st.window_loss_sum += value * count
+            st.window_samples += count
         if st.step == 0:
             # If this first update was skipped (non-finite loss, or the fp16 scaler's first
             # overflow) torch warns that the schedule steps before the optimizer; here that
@@ -320,32 +406,54 @@ class Trainer:
         st.step += 1
         return loss, value
 
-    def _epoch_train_loss(self) -> float:
-        """Mean train loss of the epoch so far, over all ranks."""
-        sums = torch.tensor([self.state.epoch_loss_sum, self.state.epoch_samples], dtype=torch.float64)
+    def _mean_train_loss(self, total: float, count: float) -> float:
+        """Mean train loss from a running (sum, count), over all ranks."""
+        sums = torch.tensor([total, count], dtype=torch.float64)
         if self.dist.enabled:  # gloo reduces CPU tensors, NCCL device tensors
             sums = all_reduce_mean(sums.to(self.device), self.dist).cpu()
-        total, samples = sums.tolist()
-        return total / samples if samples > 0 else float("nan")
+        total, count = sums.tolist()
+        return total / count if count > 0 else float("nan")
+
+    def _record(self, epoch: float, train_loss: float) -> dict:
+        st = self.state
+        return {"epoch": epoch, "step": st.step, "lr": self.optimizer.param_groups[0]["lr"],
+                "train/loss": train_loss}
+
+    def _evaluate_and_record(self, epoch: float) -> dict:
+        """An evaluation in the middle of an epoch (``eval_every_steps``): one history record with
+        the train loss since the previous record."""
+        st = self.state
+        record = self._record(epoch, self._mean_train_loss(st.window_loss_sum, st.window_samples))
+        st.window_loss_sum, st.window_samples = 0.0, 0
+        metrics = self.evaluate(self.val_data)
+        record.update(metrics)
+        self._track_best(metrics, epoch)
+        self._append(record)
+        return record
+
+    def _append(self, record: dict) -> None:
+        self.state.history.append(record)
+        if self.config.verbose and self.is_main:
+            tqdm.write(_format_record(record, self.config.epochs))
+        if self.logger is not None:
+            self.logger.log_record(record)
 
     def _end_epoch(self) -> None:
         cfg, st = self.config, self.state
-        record = {"epoch": st.epoch + 1, "step": st.step, "lr": self.optimizer.param_groups[0]["lr"],
-                  "train/loss": self._epoch_train_loss()}
-        if self.val_data is not None and ((st.epoch + 1) % cfg.eval_every_epochs == 0 or st.epoch + 1 == cfg.epochs):
+        record = self._record(st.epoch + 1, self._mean_train_loss(st.epoch_loss_sum, st.epoch_samples))
+        every = cfg.eval_every_epochs
+        if self.val_data is not None and every is not None and ((st.epoch + 1) % every == 0
+                                                                or st.epoch + 1 == cfg.epochs):
             metrics = self.evaluate(self.val_data)
             record.update(metrics)
-            self._track_best(metrics)
-        st.history.append(record)
-        if cfg.progress and self.is_main:
-            tqdm.write(_format_record(record, cfg.epochs))
+            self._track_best(metrics, st.epoch + 1)
+        self._append(record)
         self._call("on_epoch_end")
         st.epoch, st.batch_in_epoch = st.epoch + 1, 0
         st.epoch_loss_sum, st.epoch_samples = 0.0, 0
+        st.window_loss_sum, st.window_samples = 0.0, 0
         if self.output_dir is not None:
             self.save_checkpoint()
-        if self.logger is not None:
-            self.logger.log_epoch(st.history)
 
     def _stopped_mid_epoch(self) -> None:
         """max_steps or a callback stopped training inside an epoch: save, then report."""
@@ -354,34 +462,40 @@ class Trainer:
             self.save_checkpoint()
         # Reported (returned, CSV) but not part of the saved state: a resumed run
         # finishes this epoch and records it in full.
-        record = {"epoch": st.epoch + st.batch_in_epoch / self.batches_per_epoch, "step": st.step,
-                  "lr": self.optimizer.param_groups[0]["lr"], "train/loss": self._epoch_train_loss()}
+        if st.history and st.history[-1]["step"] == st.step:
+            return  # a step evaluation has just recorded this point
+        record = self._record(st.epoch + self._epoch_fraction(),
+                              self._mean_train_loss(st.epoch_loss_sum, st.epoch_samples))
         if self.val_data is not None:
             record.update(self.evaluate(self.val_data))
         st.history.append(record)
         if self.logger is not None:
-            self.logger.log_epoch(st.history)
+            self.logger.log_record(record)
 
-    def _track_best(self, metrics: dict[str, float]) -> None:
+    def _track_best(self, metrics: dict[str, float], epoch: float) -> None:
         cfg, st = self.config, self.state
-        if cfg.monitor not in metrics:
+        if self.selection is None:
+            return
+        if not all(k in metrics for k in self.selection.rule.required()):
             if cfg.early_stopping_patience is not None:
-                raise KeyError(f"monitor {cfg.monitor!r} is not among the evaluation metrics {sorted(metrics)}")
+                raise KeyError(f"the monitored metric(s) {list(self.selection.rule.required())} are not "
+                               f"among the evaluation metrics {sorted(metrics)}")
             return
-        value = metrics[cfg.monitor]
-        improved = st.best is None or (value > st.best if cfg.monitor_mode == "max" else value < st.best)
-        if not improved:
-            st.evals_since_best += 1
-            if self._early_stop_reached():
-                self.should_stop = True
+        keep = self.selection.update(metrics, epoch=epoch, step=st.step)
+        st.selection = self.selection.state_dict()
+        if self.selection.stop:
+            self.should_stop = True
+        if not keep:
             return
-        st.best, st.best_epoch, st.best_metrics, st.evals_since_best = value, st.epoch + 1, dict(metrics), 0
         weights = {k: v.detach().to("cpu", copy=True) for k, v in self.eval_model.state_dict().items()}
-        if cfg.early_stopping_patience is not None and cfg.restore_best:
+        if self._restores_best():
             self._best_weights = weights
         if self.output_dir is not None and self.is_main:
+            rule = self.selection.rule
             save_checkpoint(self.output_dir / "best.pt",
-                            {"model": weights, "monitor": cfg.monitor, "value": value, "epoch": st.best_epoch})
+                            {"model": weights, "monitor": getattr(rule, "name", type(rule).__name__),
+                             "value": metrics.get(getattr(rule, "name", ""), float("nan")),
+                             "epoch": epoch, "step": st.step})
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
@@ -449,6 +563,8 @@ class Trainer:
                 self.ema = ModelEMA(self.model, self.config.ema_decay)
         known = {f.name for f in fields(TrainState)}
         self.state = TrainState(**{k: v for k, v in ckpt["state"].items() if k in known})
+        if self.selection is not None and self.state.selection is not None:
+            self.selection.load_state_dict(self.state.selection)
         self._last_saved_step = self.state.step
         rng = ckpt["rng"]
         if len(rng) != self.dist.world_size:
@@ -477,7 +593,7 @@ class Trainer:
             raise FileNotFoundError(f"resume checkpoint not found: {path}")
         self.load_state_dict(load_checkpoint(path, map_location="cpu"))
         best = path.parent / "best.pt"
-        if cfg.early_stopping_patience is not None and cfg.restore_best and best.is_file():
+        if self._restores_best() and best.is_file():
             self._best_weights = load_checkpoint(best)["model"]
 
     # ------------------------------------------------------------------ callbacks
@@ -487,6 +603,8 @@ class Trainer:
 
 
 def _format_record(record: dict, epochs: int) -> str:
-    """One summary line per epoch, e.g. ``epoch 3/10 (step 120): train/loss 0.41 | val/acc 0.87``."""
+    """One summary line per record, e.g. ``epoch 3/10 (step 120): train/loss 0.41 | val/acc 0.87``."""
     values = " | ".join(f"{k} {v:.4g}" for k, v in record.items() if "/" in k)
-    return f"epoch {record['epoch']}/{epochs} (step {record['step']}): {values}"
+    epoch = record["epoch"]
+    epoch = f"{epoch:.2f}" if epoch != int(epoch) else f"{int(epoch)}"
+    return f"epoch {epoch}/{epochs} (step {record['step']}): {values}"

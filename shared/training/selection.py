@@ -1,0 +1,158 @@
+"""Best-model tracking and early stopping with a pluggable rule.
+
+A rule looks at one evaluation's metrics and answers two questions: is this the model to keep,
+and does it count as progress (which resets the patience)? :class:`BestTracker` applies a rule
+to a stream of evaluations; the Trainer, graph training and any hand-written loop use it.
+
+- :class:`Monitor` (``Monitor("val/acc", "max")``): one metric, kept and reset when strictly
+  better than the best so far (``ties=True``: also when equal).
+- :class:`AccuracyThenLoss`: the best accuracy, ties broken by the lower loss; progress when
+  either got strictly better.
+- :class:`AccuracyAndLoss`: the GAT authors' rule (Velickovic et al. 2018, reference code):
+  keep an evaluation whose accuracy and loss are both at least as good as the best seen so
+  far; progress when either equals or beats its best.
+
+A non-finite metric is never kept and never progress, except that the very first
+evaluation is always kept (there must be a model to return).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def _finite(*values: float) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+class Rule:
+    """Decides, evaluation by evaluation, what to keep and what counts as progress."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every evaluation seen."""
+
+    def judge(self, metrics: dict[str, float]) -> tuple[bool, bool]:
+        """``(keep, progress)`` for one evaluation; updates the rule's running bests."""
+        raise NotImplementedError
+
+    def required(self) -> tuple[str, ...]:
+        """The metric names the rule reads."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+
+
+class Monitor(Rule):
+    def __init__(self, name: str, mode: str = "max", ties: bool = False):
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.name, self.mode, self.ties = name, mode, ties
+        super().__init__()
+
+    def reset(self) -> None:
+        self.best = None
+
+    def required(self):
+        return (self.name,)
+
+    def judge(self, metrics):
+        value = metrics[self.name]
+        if not _finite(value):
+            return False, False
+        sign = 1 if self.mode == "max" else -1
+        better = self.best is None or sign * value > sign * self.best or (self.ties and value == self.best)
+        if better:
+            self.best = value
+        return better, better
+
+
+class AccuracyThenLoss(Rule):
+    def __init__(self, acc: str = "val/acc", loss: str = "val/loss"):
+        self.acc, self.loss = acc, loss
+        super().__init__()
+
+    def reset(self) -> None:
+        self.kept: tuple[float, float] | None = None  # (acc, -loss) of the kept evaluation
+        self.best_acc, self.best_loss = -math.inf, math.inf
+
+    def required(self):
+        return (self.acc, self.loss)
+
+    def judge(self, metrics):
+        acc, loss = metrics[self.acc], metrics[self.loss]
+        if not _finite(acc, loss):
+            return False, False
+        keep = self.kept is None or (acc, -loss) > tuple(self.kept)
+        if keep:
+            self.kept = (acc, -loss)
+        progress = acc > self.best_acc or loss < self.best_loss
+        self.best_acc, self.best_loss = max(self.best_acc, acc), min(self.best_loss, loss)
+        return keep, progress
+
+
+class AccuracyAndLoss(Rule):
+    def __init__(self, acc: str = "val/acc", loss: str = "val/loss"):
+        self.acc, self.loss = acc, loss
+        super().__init__()
+
+    def reset(self) -> None:
+        self.best_acc, self.best_loss = -math.inf, math.inf
+
+    def required(self):
+        return (self.acc, self.loss)
+
+    def judge(self, metrics):
+        acc, loss = metrics[self.acc], metrics[self.loss]
+        if not _finite(acc, loss):
+            return False, False
+        keep = acc >= self.best_acc and loss <= self.best_loss
+        progress = acc >= self.best_acc or loss <= self.best_loss
+        self.best_acc, self.best_loss = max(self.best_acc, acc), min(self.best_loss, loss)
+        return keep, progress
+
+
+class BestTracker:
+    """Applies ``rule`` to successive evaluations; ``stop`` after ``patience`` evaluations in a row
+    without progress (``patience=0``: at the first one; ``None``: never).
+
+    ``update(metrics, step=..., epoch=...)`` returns True when this evaluation is the one to keep
+    (save or copy its weights then). ``best`` holds the kept evaluation's metrics with its
+    ``step`` / ``epoch``.
+    """
+
+    def __init__(self, rule: Rule, patience: int | None = None):
+        if patience is not None and patience < 0:
+            raise ValueError(f"patience must be >= 0 or None, got {patience}")
+        self.rule, self.patience = rule, patience
+        self.best: dict[str, float] | None = None
+        self.waited = 0  # evaluations in a row without progress
+
+    def update(self, metrics: dict[str, float], **position: float) -> bool:
+        missing = [k for k in self.rule.required() if k not in metrics]
+        if missing:
+            raise KeyError(f"the selection rule needs {missing}, but the evaluation gave {sorted(metrics)}")
+        keep, progress = self.rule.judge(metrics)
+        keep = keep or self.best is None  # the first evaluation is always kept
+        if keep:
+            self.best = {**position, **metrics}
+        self.waited = 0 if progress else self.waited + 1
+        return keep
+
+    @property
+    def stop(self) -> bool:
+        return self.patience is not None and self.waited > 0 and self.waited >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "waited": self.waited, "rule": self.rule.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.waited = state["best"], state["waited"]
+        self.rule.load_state_dict(state["rule"])
