@@ -2,12 +2,8 @@
 
 ``import zoo`` is light: the domain packages (which register their models) are imported the
 first time the registry is asked something, and they import only torch-level dependencies.
+``dir(zoo)`` lists the API alone (``__all__``); helpers are private or imported where used.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
 
 from shared import factory as _factory
 from shared import registry as _registry
@@ -33,37 +29,58 @@ _loaded = False
 def _load_domains() -> None:
     global _loaded
     if not _loaded:
+        import importlib
+
         for domain in DOMAINS:
             importlib.import_module(domain)
         _loaded = True
 
 
-def create(name: str, pretrained: Any = False, **kwargs: Any):
+def _natural_key(name: str) -> list:
+    """``resnet18`` before ``resnet101``: digit runs compare as numbers."""
+    import re
+
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def create(name: str, pretrained=False, **kwargs):
     """Build a registered model, e.g. ``zoo.create("resnet50", pretrained="tv.pth", num_classes=10)``."""
     _load_domains()
     return _factory.create(name, pretrained=pretrained, **kwargs)
 
 
-def from_pretrained(path, **overrides: Any):
+def from_pretrained(path, **overrides):
     """Rebuild a model written by :func:`save_pretrained` (directory or ``hf-hub:org/name``)."""
     _load_domains()
     return _factory.from_pretrained(path, **overrides)
 
 
 def list_models(pattern: str | None = None, domain: str | None = None, pretrained: bool = False) -> list[str]:
-    """Registered model names matching a shell wildcard, e.g. ``list_models("resnet*")``."""
+    """Registered model names matching a shell wildcard, e.g. ``list_models("resnet*")``, in natural
+    order (``resnet18`` before ``resnet101``). ``domain`` is one of :data:`DOMAINS`, any case."""
     _load_domains()
-    return _registry.list_models(pattern, domain=domain, pretrained=pretrained)
+    if domain is not None:
+        domain = str(domain).lower()
+        if domain not in DOMAINS:
+            raise ZooError(f"Unknown domain {domain!r}; the domains are: {', '.join(DOMAINS)}.")
+    return sorted(_registry.list_models(pattern, domain=domain, pretrained=pretrained), key=_natural_key)
 
 
 def model_info(name: str) -> ModelInfo:
-    """Domain, task, paper, default config, parameter count, inputs and weight sources of a model."""
+    """Domain, task, paper, default config, parameter count, inputs and weight sources of a model;
+    ``print(zoo.model_info("resnet18"))`` shows them as a card."""
+    from ._card import ModelCard
+
     _load_domains()
-    return _registry.model_info(name)
+    return ModelCard.of(_registry.model_info(name))
+
+
+def __dir__() -> list[str]:
+    return sorted([*__all__, "__version__"])
 
 
 __all__ = [
-    "create", "from_pretrained", "list_models", "model_info", "register_model", "save_pretrained",
+    "create", "from_pretrained", "list_models", "model_info", "register_model", "save_pretrained", "DOMAINS",
     "ModelInfo", "WeightSource", "TestSpec", "LoadReport", "ZooError", "UnknownModelError",
     "InvalidConfigError", "InputError", "CheckpointError", "CheckpointMismatchError",
     "UnsafeCheckpointError", "PretrainedNotFoundError",
