@@ -1,83 +1,285 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo info NAME``, ``zoo train NAME ...``, ``zoo finetune NAME ...``."""
+"""The ``zoo`` command: ``list``, ``info NAME``, ``predict``, ``train NAME ...``, ``finetune NAME ...``.
+
+``zoo train NAME [options]`` runs the recipe of NAME's domain (``vision.train``, ``graph.train``,
+``<domain>.train``) with ``--model NAME`` and the options, which may also come before NAME;
+``zoo train NAME --help`` shows that recipe's options.
+
+A user's mistake (an unknown name, a missing file, a bad option value) ends in one line,
+``zoo: error: ...``, exit status 2 for a usage error and 1 otherwise; ``--debug`` anywhere on the
+command line shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import json
+import contextlib
 import sys
-from dataclasses import asdict
+
+RECIPE_COMMANDS = ("train", "finetune")
+
+
+class UsageError(Exception):
+    """A command line that cannot be parsed; exit status 2, as argparse."""
+
+
+@contextlib.contextmanager
+def _usage_errors(hint: str | None = None):
+    """Turn every argparse error raised inside into a UsageError, the recipes' parsers included.
+
+    argparse prints the whole usage block and exits; a recipe's parser (built inside its ``main``)
+    would print ``python -m vision.train: error: ...`` under 15 lines of usage. Replacing the class's
+    ``error`` for the duration of the command gives one ``zoo: error:`` line for all of them.
+    """
+    original = argparse.ArgumentParser.error
+
+    def error(parser: argparse.ArgumentParser, message: str):
+        raise UsageError(f"{message} (see `{hint or parser.prog} --help`)")
+
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
+# list, info, predict
+# ------------------------------------------------------------------------------------------------
 
 
 def _cmd_list(args) -> int:
     import zoo
+    from shared.registry import get_entry
 
     names = zoo.list_models(args.pattern, domain=args.domain, pretrained=args.pretrained)
-    for name in names:
-        print(name)
+    if args.names_only:
+        for name in names:
+            print(name)
+    elif names:
+        width = max(map(len, names))
+        entries = [get_entry(n) for n in names]
+        domain_width = max(len(e.domain) for e in entries)
+        for name, entry in zip(names, entries):
+            print(f"{name:<{width}}  {entry.domain:<{domain_width}}  {entry.task}")
     if not names:
-        print(f"no models match {args.pattern or '*'}" + (f" in domain {args.domain}" if args.domain else ""), file=sys.stderr)
+        where = f" in domain {args.domain.lower()}" if args.domain else ""
+        print(f"no models match {args.pattern or '*'}{where}", file=sys.stderr)
     return 0
 
 
 def _cmd_info(args) -> int:
+    import json
+    from dataclasses import asdict
+
     import zoo
 
     info = zoo.model_info(args.name)
-    if args.json:
-        print(json.dumps(asdict(info), indent=2))
-        return 0
-    print(f"{info.name}  ({info.domain} / {info.task})")
-    print(f"  paper:   {info.paper}")
-    print(f"  params:  {info.num_params:,}")
-    print(f"  inputs:  {info.inputs}")
-    print(f"  config:  {json.dumps(info.config)}")
-    for w in info.weights:
-        where = w.get("url") or w.get("hf_hub_id")
-        default = " (default)" if w["tag"] == info.default_tag else ""
-        print(f"  weights: {info.name}.{w['tag']}{default}  layout={w.get('layout')}  {where}  license={w.get('license')}")
+    print(json.dumps(asdict(info), indent=2) if args.json else info)
     return 0
 
 
-def _cmd_recipe(args, rest: list[str]) -> int:
-    """``zoo train NAME`` / ``zoo finetune NAME``: the model's domain recipe, ``<domain>.<command>``."""
+def _cmd_predict(args) -> int:
+    import json
+
+    from .predict import load_predictor
+
+    predictor = load_predictor(args.pretrained, img_size=args.img_size, mean=args.mean, std=args.std)
+    if predictor.labels is None:
+        print(f"note: {args.pretrained} has no id2label in its config.json; showing class indices", file=sys.stderr)
+    results = predictor.predict(args.files, topk=args.topk, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for result in results:
+        print(result["file"])
+        for row in result["top"]:
+            print(f"  {row['prob']:.4f}  {row['label']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# train / finetune NAME: the domain's recipe
+# ------------------------------------------------------------------------------------------------
+
+
+def _is_model(token: str) -> bool:
+    from shared.registry import registered_entries, split_name
+
+    return split_name(token)[0] in registered_entries()
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
+
+
+def _split_model(command: str, rest: list[str]) -> tuple[str, list[str]]:
+    """(model name, the recipe's other arguments) from ``zoo <command>``'s arguments.
+
+    The name comes first (``zoo train resnet18 --epochs 1``), after options (``zoo train --epochs 1
+    resnet18``: the first argument that is a registered name) or as ``--model NAME``.
+    """
+    for i, token in enumerate(rest):
+        if token == "--model" and i + 1 < len(rest):
+            return rest[i + 1], rest[:i] + rest[i + 2:]
+        if token.startswith("--model="):
+            return token.split("=", 1)[1], rest[:i] + rest[i + 1:]
+    positional = [i for i, token in enumerate(rest) if not token.startswith("-")]
+    if positional and positional[0] != 0:
+        registered = [i for i in positional if _is_model(rest[i])]
+        if registered:
+            positional = registered
+        else:  # the intended name: an argument that is not an option's value, nor a number
+            positional = [i for i in positional if not rest[i - 1].startswith("-")] or \
+                         [i for i in positional if not _is_number(rest[i])]
+    if not positional:
+        raise UsageError(f"zoo {command} needs a model name: zoo {command} NAME [options], "
+                         f"e.g. zoo {command} resnet18 --epochs 1 (zoo list shows the names)")
+    i = positional[0]
+    return rest[i], rest[:i] + rest[i + 1:]
+
+
+def _recipe_module(domain: str, command: str):
+    import importlib
+    import importlib.util
+
+    from shared.errors import ZooError
+
+    name = f"{domain}.{command}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name not in (name, domain):
+            raise ZooError(f"{name} needs the {exc.name!r} module, which is not installed "
+                           f"(pip install {exc.name.split('.')[0]})") from exc
     import zoo
 
-    info = zoo.model_info(args.name)
-    try:
-        recipe = importlib.import_module(f"{info.domain}.{args.command}")
-    except ModuleNotFoundError:
-        print(f"the {info.domain} domain has no {args.command} recipe yet", file=sys.stderr)
-        return 2
-    return recipe.main(["--model", args.name, *rest]) or 0
+    have = [d for d in zoo.DOMAINS if importlib.util.find_spec(d) and importlib.util.find_spec(f"{d}.{command}")]
+    raise ZooError(f"the {domain} domain has no {command} recipe yet ({name} does not exist); "
+                   f"zoo {command} works for {', '.join(have) or 'no domain'} models")
+
+
+def _recipe_help(command: str) -> str:
+    return (f"usage: zoo {command} NAME [options]\n\n"
+            f"{'Train' if command == 'train' else 'Fine-tune'} the registered model NAME with its domain's recipe "
+            f"(python -m <domain>.{command} --model NAME).\n"
+            f"`zoo {command} NAME --help` lists that recipe's options; `zoo list` lists the models.\n")
+
+
+def _cmd_recipe(command: str, rest: list[str]) -> int:
+    """``zoo train NAME`` / ``zoo finetune NAME``: ``<domain>.<command>.main(["--model", NAME, ...])``."""
+    import zoo
+    from shared.registry import get_entry
+
+    wants_help = any(a in ("-h", "--help") for a in rest)
+    if not rest or (wants_help and not any(not a.startswith("-") for a in rest)):
+        print(_recipe_help(command), end="")
+        return 0
+    zoo.list_models()  # the domains register their models
+    name, recipe_argv = _split_model(command, rest)
+    entry = get_entry(name)  # an unknown name: the registry's "did you mean"
+    recipe = _recipe_module(entry.domain, command)
+    prog = f"zoo {command} {name}"
+    if wants_help and hasattr(recipe, "build_parser"):
+        parser = recipe.build_parser()
+        parser.prog = prog
+        parser.print_help()
+        return 0
+    with _usage_errors(hint=prog):
+        return recipe.main(["--model", name, *recipe_argv]) or 0
+
+
+# ------------------------------------------------------------------------------------------------
+# main
+# ------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo", description="PyTorch model zoo: list, describe, train, fine-tune and run registered models.",
+        epilog="--debug (anywhere on the command line) shows the traceback of an error.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("list", help="list registered models with their domain and task")
+    p.add_argument("pattern", nargs="?", help="shell wildcard, e.g. 'resnet*'")
+    p.add_argument("--domain", help="one of vision, nlp, audio, rl, graph, generative")
+    p.add_argument("--pretrained", action="store_true", help="list name.tag for every pretrained source")
+    p.add_argument("--names-only", action="store_true", help="names alone, one per line (for scripts)")
+    p = sub.add_parser("info", help="describe a model: paper, inputs, config, weights")
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true", help="the same as JSON")
+    p = sub.add_parser("predict", help="top-k classes of a saved image classifier for image files")
+    p.add_argument("files", nargs="+", metavar="FILE", help="image files")
+    p.add_argument("--pretrained", required=True, metavar="DIR",
+                   help="a directory written by save_pretrained / --save-model (or hf-hub:org/name)")
+    p.add_argument("--topk", type=_positive_int, default=5, help="classes shown per image (default 5)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass")
+    p.add_argument("--img-size", type=_positive_int, default=None,
+                   help="input size, for a saved model without pretrained_cfg (or to override it)")
+    p.add_argument("--mean", type=float, nargs="+", default=None, help="per-channel mean of the [0, 1] pixels")
+    p.add_argument("--std", type=float, nargs="+", default=None, help="per-channel std of the [0, 1] pixels")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    for command in RECIPE_COMMANDS:  # parsed by _cmd_recipe; listed here for `zoo --help`
+        what = "train a model" if command == "train" else "fine-tune pretrained weights on new classes"
+        sub.add_parser(command, help=f"{what} with its domain's recipe: zoo {command} NAME [options] "
+                                     f"(zoo {command} NAME --help lists them)", add_help=False)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    if argv and argv[0] in RECIPE_COMMANDS:
+        return _cmd_recipe(argv[0], argv[1:])
+    args = build_parser().parse_args(argv)
+    if args.command in RECIPE_COMMANDS:  # reached only with options before the command
+        raise UsageError(f"options go after the command: zoo {args.command} NAME [options]")
+    return {"list": _cmd_list, "info": _cmd_info, "predict": _cmd_predict}[args.command](args)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from shared.errors import ZooError
+
+    return (ZooError, FileNotFoundError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="zoo", description="PyTorch model zoo")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list registered models")
-    p.add_argument("pattern", nargs="?", help="shell wildcard, e.g. 'resnet*'")
-    p.add_argument("--domain", help="vision, nlp, audio, rl, graph, generative")
-    p.add_argument("--pretrained", action="store_true", help="list name.tag for every pretrained source")
-    p = sub.add_parser("info", help="describe a model")
-    p.add_argument("name")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("train", help="train a model with its domain's recipe (other options go to the recipe)")
-    p.add_argument("name")
-    p = sub.add_parser("finetune", help="fine-tune pretrained weights on new classes (options go to the recipe)")
-    p.add_argument("name")
-    args, rest = parser.parse_known_args(argv)
-    from shared.errors import ZooError
-
+    argv = list(sys.argv[1:] if argv is None else argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    argv = [a for i, a in enumerate(argv) if i >= end or a != "--debug"]
     try:
-        if args.command in ("train", "finetune"):
-            return _cmd_recipe(args, rest)
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        return _cmd_list(args) if args.command == "list" else _cmd_info(args)
-    except ZooError as exc:
+        with _usage_errors():
+            return _run(argv)
+    except UsageError as exc:
         print(f"zoo: error: {exc}", file=sys.stderr)
         return 2
+    except SystemExit as exc:  # argparse's --help (0), a recipe's SystemExit("message")
+        if isinstance(exc.code, str):
+            print(f"zoo: error: {exc.code}", file=sys.stderr)
+            return 1
+        return exc.code or 0
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug or not isinstance(exc, _user_errors()):
+            raise
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
