@@ -39,3 +39,7 @@ class CheckpointMismatchError(CheckpointError):
 
 class PretrainedNotFoundError(ZooError, FileNotFoundError):
     """No weights could be found at any of the places the zoo looked."""
+
+
+class DatasetError(ZooError, ValueError):
+    """Data on disk or in memory that cannot be used: malformed, inconsistent or impossible."""
