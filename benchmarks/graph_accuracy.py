@@ -36,8 +36,7 @@ def run_seeds(argv: list[str], threads: int | None = None) -> dict:
         import torch
 
         torch.set_num_threads(threads)
-    train.main(argv)
-    return train.main.last_summary
+    return train.run(train.build_parser().parse_args(argv))
 
 
 def seed_ranges(seeds: int, jobs: int) -> list[tuple[int, int]]:

@@ -13,7 +13,10 @@ to a stream of evaluations; the Trainer, graph training and any hand-written loo
   far; progress when either equals or beats its best.
 
 A non-finite metric is never kept and never progress, except that the very first
-evaluation is always kept (there must be a model to return).
+evaluation is always kept (there must be a model to return). Rules that let a tie reset the
+patience could run forever on a model whose metric no longer moves (a constant accuracy), so
+the tracker also stops after ``tie_limit`` evaluations without a strict improvement
+(default: ten times the patience).
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ class Rule:
     def reset(self) -> None:
         """Forget every evaluation seen."""
 
-    def judge(self, metrics: dict[str, float]) -> tuple[bool, bool]:
-        """``(keep, progress)`` for one evaluation; updates the rule's running bests."""
+    def judge(self, metrics: dict[str, float]) -> tuple[bool, bool, bool]:
+        """``(keep, progress, strict)`` for one evaluation: keep this model, reset the patience,
+        and whether something got strictly better (not only equalled). Updates the running bests."""
         raise NotImplementedError
 
     def required(self) -> tuple[str, ...]:
@@ -66,12 +70,13 @@ class Monitor(Rule):
     def judge(self, metrics):
         value = metrics[self.name]
         if not _finite(value):
-            return False, False
+            return False, False, False
         sign = 1 if self.mode == "max" else -1
-        better = self.best is None or sign * value > sign * self.best or (self.ties and value == self.best)
+        strict = self.best is None or sign * value > sign * self.best
+        better = strict or (self.ties and value == self.best)
         if better:
             self.best = value
-        return better, better
+        return better, better, strict
 
 
 class AccuracyThenLoss(Rule):
@@ -89,13 +94,13 @@ class AccuracyThenLoss(Rule):
     def judge(self, metrics):
         acc, loss = metrics[self.acc], metrics[self.loss]
         if not _finite(acc, loss):
-            return False, False
+            return False, False, False
         keep = self.kept is None or (acc, -loss) > tuple(self.kept)
         if keep:
             self.kept = (acc, -loss)
         progress = acc > self.best_acc or loss < self.best_loss
         self.best_acc, self.best_loss = max(self.best_acc, acc), min(self.best_loss, loss)
-        return keep, progress
+        return keep, progress, progress
 
 
 class AccuracyAndLoss(Rule):
@@ -112,11 +117,12 @@ class AccuracyAndLoss(Rule):
     def judge(self, metrics):
         acc, loss = metrics[self.acc], metrics[self.loss]
         if not _finite(acc, loss):
-            return False, False
+            return False, False, False
         keep = acc >= self.best_acc and loss <= self.best_loss
         progress = acc >= self.best_acc or loss <= self.best_loss
+        strict = acc > self.best_acc or loss < self.best_loss
         self.best_acc, self.best_loss = max(self.best_acc, acc), min(self.best_loss, loss)
-        return keep, progress
+        return keep, progress, strict
 
 
 class BestTracker:
@@ -128,31 +134,37 @@ class BestTracker:
     ``step`` / ``epoch``.
     """
 
-    def __init__(self, rule: Rule, patience: int | None = None):
+    def __init__(self, rule: Rule, patience: int | None = None, tie_limit: int | None = None):
         if patience is not None and patience < 0:
             raise ValueError(f"patience must be >= 0 or None, got {patience}")
         self.rule, self.patience = rule, patience
+        self.tie_limit = tie_limit if tie_limit is not None else (10 * patience if patience else None)
         self.best: dict[str, float] | None = None
         self.waited = 0  # evaluations in a row without progress
+        self.since_strict = 0  # evaluations in a row without a strict improvement
 
     def update(self, metrics: dict[str, float], **position: float) -> bool:
         missing = [k for k in self.rule.required() if k not in metrics]
         if missing:
             raise KeyError(f"the selection rule needs {missing}, but the evaluation gave {sorted(metrics)}")
-        keep, progress = self.rule.judge(metrics)
+        keep, progress, strict = self.rule.judge(metrics)
         keep = keep or self.best is None  # the first evaluation is always kept
         if keep:
             self.best = {**position, **metrics}
         self.waited = 0 if progress else self.waited + 1
+        self.since_strict = 0 if strict else self.since_strict + 1
         return keep
 
     @property
     def stop(self) -> bool:
-        return self.patience is not None and self.waited > 0 and self.waited >= self.patience
+        out_of_patience = self.patience is not None and self.waited > 0 and self.waited >= self.patience
+        only_ties = self.tie_limit is not None and self.since_strict >= self.tie_limit
+        return out_of_patience or only_ties
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "waited": self.waited, "rule": self.rule.state_dict()}
+        return {"best": self.best, "waited": self.waited, "since_strict": self.since_strict,
+                "rule": self.rule.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.waited = state["best"], state["waited"]
+        self.best, self.waited, self.since_strict = state["best"], state["waited"], state["since_strict"]
         self.rule.load_state_dict(state["rule"])

@@ -150,12 +150,12 @@ def test_zoo_train_cli(capsys):
 
 
 def _replay(rule: str, curve: list[tuple[float, float]], patience: int) -> tuple[int, int]:
-    """Feed (val acc, val loss) per epoch to graph.train.Selection; (kept epoch, last epoch run)."""
-    from graph.train import Selection
+    """Feed (val acc, val loss) per epoch to graph.train's selection rule; (kept epoch, last epoch run)."""
+    from graph.train import selection
 
-    sel = Selection(rule, patience)
+    sel = selection(rule, patience)
     for epoch, (acc, loss) in enumerate(curve, 1):
-        sel.update({"epoch": epoch, "val/acc": acc, "val/loss": loss})
+        sel.update({"val/acc": acc, "val/loss": loss}, epoch=epoch)
         if sel.stop:
             break
     return sel.best["epoch"], epoch
@@ -190,14 +190,12 @@ def test_gat_on_pubmed_trains_with_the_papers_pubmed_recipe(tmp_path):
     _write_tiny_planetoid(tmp_path / "data", "pubmed")
     argv = ["--model", "gat", "--dataset", "PubMed", "--data-dir", str(tmp_path / "data"), "--epochs", "2",
             "--no-progress", "--device", "cpu", "--save-model", str(tmp_path / "model")]
-    assert train.main(argv) == 0
-    s = train.main.last_summary
+    s = train.run(train.build_parser().parse_args(argv))
     assert (s["recipe"]["lr"], s["recipe"]["weight_decay"], s["model_kwargs"]) == (0.01, 1e-3, {"out_heads": 8})
     import zoo
 
     model = zoo.from_pretrained(tmp_path / "model")
     assert model.conv2.heads == 8 and not model.conv2.concat
     # an explicit flag still wins over the dataset's recipe
-    assert train.main([*argv, "--lr", "0.003", "--heads", "2"]) == 0
-    s = train.main.last_summary
+    s = train.run(train.build_parser().parse_args([*argv, "--lr", "0.003", "--heads", "2"]))
     assert s["recipe"]["lr"] == 0.003 and s["model_kwargs"] == {"out_heads": 8, "heads": 2}

@@ -121,8 +121,8 @@ def test_minibatch_gradients_flow_and_bad_blocks_raise():
 def test_minibatch_training_cli(capsys):
     from graph import train
 
-    assert train.main(["--model", "graphsage", "--dataset", "karate", "--fanouts", "5", "5", "--batch-size", "8",
-                       "--epochs", "5", "--seeds", "1", "--no-progress"]) == 0
-    s = train.main.last_summary
+    s = train.run(train.build_parser().parse_args([
+        "--model", "graphsage", "--dataset", "karate", "--fanouts", "5", "5", "--batch-size", "8",
+        "--epochs", "5", "--seeds", "1", "--no-progress"]))
     assert s["recipe"]["fanouts"] == [5, 5] and s["recipe"]["batch_size"] == 8
     assert 0.0 <= s["test_acc_mean"] <= 100.0
