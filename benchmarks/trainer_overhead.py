@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from shared.training import ClassificationTask, TrainConfig, Trainer  # noqa: E402
-from shared.training.optim import build_optimizer  # noqa: E402
+from shared.training.optim import optimizer_from_config  # noqa: E402
 
 
 def make_mlp(in_dim: int, hidden: int, depth: int, classes: int) -> nn.Module:
@@ -57,7 +57,7 @@ class Clock:
 
 def minimal_loop(model: nn.Module, data: TensorDataset, cfg: TrainConfig) -> Clock:
     """The hand-written baseline: one epoch."""
-    optimizer = build_optimizer(model, cfg)
+    optimizer = optimizer_from_config(model, cfg)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=torch.Generator().manual_seed(0))
     model.train()
     with Clock() as clock:
@@ -98,7 +98,7 @@ def main() -> None:
     n = args.steps * args.batch_size
     data = TensorDataset(torch.randn(n, args.in_dim), torch.randint(0, args.classes, (n,)))
     base = make_mlp(args.in_dim, args.hidden, args.depth, args.classes)
-    cfg = TrainConfig(epochs=1, batch_size=args.batch_size, device="cpu", amp=False, progress=False,
+    cfg = TrainConfig(epochs=1, batch_size=args.batch_size, device="cpu", amp=False, progress=False, verbose=False,
                       tensorboard=False, plot=False, output_dir=None)
     params = sum(p.numel() for p in base.parameters())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP {args.in_dim}-"
