@@ -43,3 +43,21 @@ class PretrainedNotFoundError(ZooError, FileNotFoundError):
 
 class DatasetError(ZooError, ValueError):
     """Data on disk or in memory that cannot be used: malformed, inconsistent or impossible."""
+
+
+class CorruptCheckpointError(CheckpointError):
+    """A checkpoint file that is empty, truncated or damaged."""
+
+
+class ForeignCheckpointError(CheckpointError):
+    """A file that is not a checkpoint of the kind asked for: random bytes, JSON, a zip or a pickle
+    that torch.save did not write, a state dict where a training checkpoint was expected."""
+
+
+class CheckpointFormatError(CheckpointError):
+    """A checkpoint whose format number is unknown or newer than this code reads."""
+
+
+class WriteError(ZooError, OSError):
+    """A file or directory that could not be written: read-only, not permitted, or no space left.
+    ``errno`` is the cause's (ENOSPC, EROFS, EACCES, ...)."""
