@@ -152,6 +152,7 @@ class Trainer:
                 self.total_steps = min(self.total_steps, cfg.max_steps)
 
         self.optimizer = optimizer if optimizer is not None else optimizer_from_config(self.model, cfg)
+        self._custom_scheduler = scheduler is not None
         self.scheduler = scheduler if scheduler is not None else build_scheduler(
             self.optimizer, cfg, self.steps_per_epoch, self.total_steps)
         self.ema = (ModelEMA(self.model, cfg.ema_decay, warmup=cfg.ema_warmup)
@@ -201,6 +202,9 @@ class Trainer:
         cfg = self.config
         if cfg.resume:
             self._resume()  # replaces self.state
+            if self._finished() and self.is_main:
+                print(f"the run in {self.output_dir or cfg.resume} is already finished (epoch {self.state.epoch}/"
+                      f"{cfg.epochs}, step {self.state.step}); pass a larger epochs / max_steps to extend it")
         st = self.state
         if self.is_main and self.output_dir is not None:
             self.logger = RunLogger(self.output_dir, tensorboard=cfg.tensorboard, plot=cfg.plot)
@@ -591,10 +595,39 @@ class Trainer:
             if cfg.resume is True:  # "resume if there is something to resume"
                 return
             raise FileNotFoundError(f"resume checkpoint not found: {path}")
-        self.load_state_dict(load_checkpoint(path, map_location="cpu"))
+        ckpt = load_checkpoint(path, map_location="cpu")
+        self.load_state_dict(ckpt)
+        self._stretch_schedule(ckpt.get("config", {}), path)
         best = path.parent / "best.pt"
         if self._restores_best() and best.is_file():
             self._best_weights = load_checkpoint(best)["model"]
+
+    def _stretch_schedule(self, saved: dict, path: Path) -> None:
+        """A run resumed with another length (``--epochs 20`` after a 10-epoch run): the LR
+        schedule is rebuilt for the new length and brought to the current step, so it continues
+        the same schedule stretched, instead of running past its end (cosine would climb back)."""
+        cfg, st = self.config, self.state
+        planned = (saved.get("epochs"), saved.get("max_steps"))
+        if planned == (cfg.epochs, cfg.max_steps) or not saved:
+            return
+        if self._custom_scheduler:
+            warnings.warn(f"{path} was planned for epochs={planned[0]}, max_steps={planned[1]}; the custom "
+                          "scheduler continues as saved", stacklevel=3)
+            return
+        self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch, self.total_steps)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+            for _ in range(min(st.step, self.total_steps)):
+                self.scheduler.step()
+        if self.is_main and not self._finished():
+            print(f"resuming {path} at step {st.step}: the run was planned for {planned[0]} epochs"
+                  f"{f' / {planned[1]} steps' if planned[1] else ''}; its LR schedule is stretched to "
+                  f"{cfg.epochs} epochs{f' / {cfg.max_steps} steps' if cfg.max_steps else ''} "
+                  f"({self.total_steps} steps)")
+
+    def _finished(self) -> bool:
+        cfg, st = self.config, self.state
+        return st.epoch >= cfg.epochs or (cfg.max_steps is not None and st.step >= cfg.max_steps)
 
     # ------------------------------------------------------------------ callbacks
     def _call(self, hook: str, *args) -> None:

@@ -498,3 +498,40 @@ def test_best_checkpoint_names_the_step(tmp_path):
     out = Trainer(make_mlp(), ClassificationTask(), data, data, cfg).fit()
     best = load_checkpoint(tmp_path / "best.pt")
     assert best["step"] == out["best"]["step"] and best["monitor"] == "val/acc"
+
+
+# ---------------------------------------------------------------- extending a finished run
+
+
+def test_resume_with_more_epochs_stretches_the_schedule(tmp_path, capsys):
+    data = make_data(n=32)  # 4 steps per epoch
+    base = dict(batch_size=8, lr=0.1, warmup_steps=2, scheduler="cosine", output_dir=str(tmp_path), **QUIET)
+    Trainer(make_mlp(), ClassificationTask(), data, config=TrainConfig(epochs=2, **base)).fit()
+    lrs = []
+
+    class LR:
+        def __getattr__(self, hook):
+            return lambda trainer, *a: None
+
+        def on_step_end(self, trainer, loss):
+            lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    finished = Trainer(make_mlp(), ClassificationTask(), data, config=TrainConfig(epochs=2, resume=True, **base),
+                       callbacks=[LR()]).fit()
+    assert finished["steps"] == 8 and lrs == [] and "already finished" in capsys.readouterr().out
+    out = Trainer(make_mlp(), ClassificationTask(), data, config=TrainConfig(epochs=4, resume=True, **base),
+                  callbacks=[LR()]).fit()
+    assert out["steps"] == 16 and "stretched to 4 epochs (16 steps)" in capsys.readouterr().out
+    # the lr after each step of epochs 3-4 is the 16-step schedule's: still falling, ending at 0,
+    # never warming up again nor climbing back up a second cosine cycle
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    from shared.training.optim import build_scheduler
+
+    ref = build_scheduler(opt, TrainConfig(epochs=4, **base), 4, 16)
+    expected = []
+    for _ in range(16):
+        opt.step()
+        ref.step()
+        expected.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx(expected[8:], abs=1e-9)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[-1] == pytest.approx(0.0, abs=1e-9)
