@@ -81,7 +81,8 @@ def _data_config(where: str, cfg: dict, in_chans: int, overrides: dict) -> DataC
         if len(value) == 1:
             value = value * in_chans
         if len(value) != in_chans or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
-            raise InputError(f"{where}: {key} must be {in_chans} finite numbers (one per channel), got {cfg[key]}.")
+            raise InputError(f"{where}: {key} must be one finite number per channel ({in_chans}) or a single "
+                             f"one, got {cfg[key]}.")
         stats[key] = tuple(float(v) for v in value)
     if any(s <= 0 for s in stats["std"]):
         raise InputError(f"{where}: std must be positive, got {cfg['std']}.")
