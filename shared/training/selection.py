@@ -79,13 +79,14 @@ class Monitor(Rule):
         return better, better, strict
 
 
-class AccuracyThenLoss(Rule):
+class _AccuracyLossRule(Rule):
+    """A rule over a (higher-is-better) accuracy and a (lower-is-better) loss."""
+
     def __init__(self, acc: str = "val/acc", loss: str = "val/loss"):
         self.acc, self.loss = acc, loss
         super().__init__()
 
     def reset(self) -> None:
-        self.kept: tuple[float, float] | None = None  # (acc, -loss) of the kept evaluation
         self.best_acc, self.best_loss = -math.inf, math.inf
 
     def required(self):
@@ -95,33 +96,32 @@ class AccuracyThenLoss(Rule):
         acc, loss = metrics[self.acc], metrics[self.loss]
         if not _finite(acc, loss):
             return False, False, False
+        verdict = self._judge(acc, loss)
+        self.best_acc, self.best_loss = max(self.best_acc, acc), min(self.best_loss, loss)
+        return verdict
+
+    def _judge(self, acc: float, loss: float) -> tuple[bool, bool, bool]:
+        raise NotImplementedError
+
+
+class AccuracyThenLoss(_AccuracyLossRule):
+    def reset(self) -> None:
+        super().reset()
+        self.kept: tuple[float, float] | None = None  # (acc, -loss) of the kept evaluation
+
+    def _judge(self, acc, loss):
         keep = self.kept is None or (acc, -loss) > tuple(self.kept)
         if keep:
             self.kept = (acc, -loss)
         progress = acc > self.best_acc or loss < self.best_loss
-        self.best_acc, self.best_loss = max(self.best_acc, acc), min(self.best_loss, loss)
         return keep, progress, progress
 
 
-class AccuracyAndLoss(Rule):
-    def __init__(self, acc: str = "val/acc", loss: str = "val/loss"):
-        self.acc, self.loss = acc, loss
-        super().__init__()
-
-    def reset(self) -> None:
-        self.best_acc, self.best_loss = -math.inf, math.inf
-
-    def required(self):
-        return (self.acc, self.loss)
-
-    def judge(self, metrics):
-        acc, loss = metrics[self.acc], metrics[self.loss]
-        if not _finite(acc, loss):
-            return False, False, False
+class AccuracyAndLoss(_AccuracyLossRule):
+    def _judge(self, acc, loss):
         keep = acc >= self.best_acc and loss <= self.best_loss
         progress = acc >= self.best_acc or loss <= self.best_loss
         strict = acc > self.best_acc or loss < self.best_loss
-        self.best_acc, self.best_loss = max(self.best_acc, acc), min(self.best_loss, loss)
         return keep, progress, strict
 
 

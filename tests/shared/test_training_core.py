@@ -31,6 +31,8 @@ from shared.training import (
     plot_curves,
 )
 
+from .test_training import assert_weights_equal, weights  # noqa: E402
+
 QUIET = dict(device="cpu", progress=False, tensorboard=False, plot=False, verbose=False)
 
 
@@ -42,16 +44,6 @@ def make_data(n=48, dim=8, classes=4, seed=0):
 def make_mlp(seed=0, dropout=0.0):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Dropout(dropout), nn.Linear(16, 4))
-
-
-def weights(model):
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def assert_weights_equal(a, b):
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
 
 
 # ---------------------------------------------------------------- optimizer_step
