@@ -1,15 +1,21 @@
 """The model registry: one table of every architecture, how to build it and where its weights live.
 
-A model file registers each variant once::
+A model file describes its variants as a table of :class:`Variant` (the builder's keyword arguments
+as named fields, plus paper and weights) and registers each the same way::
 
-    register_model("resnet18", ResNet, dict(block="basic", layers=(2, 2, 2, 2)),
-                   domain="vision", task="image-classification", paper="...",
-                   weights=[WeightSource("tv_in1k", url=..., layout="torchvision")],
-                   test=TestSpec(config=dict(...), inputs=...))
+    VARIANTS = {
+        "resnet18": Variant(block="basic", layers=(2, 2, 2, 2), weights=[WeightSource("tv_in1k", ...)]),
+        "resnext50_32x4d": Variant(block="bottleneck", layers=(3, 4, 6, 3), groups=32, width_per_group=4, ...),
+    }
+    for name, v in VARIANTS.items():
+        register_model(name, ResNet, v.config(), paper=v.paper, weights=v.weights, **FAMILY)
 
 and users build it through :func:`create` (re-exported as ``zoo.create``). The registry only
 knows what was registered; importing the domain packages (which registers their models) is
 the job of ``zoo``, so this module never imports a domain.
+
+The registry owns the record of what was built (``model.zoo_name``, ``model.zoo_config``); a model
+never writes to it. :func:`reset_classifier` changes a built model's head and that record together.
 """
 
 from __future__ import annotations
@@ -53,6 +59,20 @@ class WeightSource:
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    """One row of a family's variant table. A family subclasses it with the builder's keyword
+    arguments as fields (with the family's defaults); ``paper`` and ``weights`` are what the
+    registry records beside the config."""
+
+    paper: str = ""
+    weights: Sequence[WeightSource] = ()
+
+    def config(self) -> dict[str, Any]:
+        """The builder's keyword arguments: every field except ``paper`` and ``weights``."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("paper", "weights")}
 
 
 @dataclass
@@ -225,6 +245,20 @@ def build(entry: ModelEntry, config: Mapping[str, Any]):
     model.zoo_name = entry.name
     model.zoo_config = dict(config)
     return model
+
+
+def reset_classifier(model: Any, num_classes: int) -> None:
+    """Give a built model a fresh classifier for ``num_classes`` outputs (0: no head) through its own
+    ``reset_classifier``, and record the new ``num_classes`` in the config the registry keeps for it,
+    so that ``save_pretrained`` / ``from_pretrained`` rebuild the model with that head."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise InvalidConfigError(f"num_classes must be an int >= 0 (0: no classifier), got {num_classes!r}")
+    if not callable(getattr(model, "reset_classifier", None)):
+        name = getattr(model, "zoo_name", None) or type(model).__name__
+        raise InvalidConfigError(f"{name} has no classifier to reset (no reset_classifier method)")
+    model.reset_classifier(num_classes)
+    if getattr(model, "zoo_config", None) is not None:
+        model.zoo_config = {**model.zoo_config, "num_classes": num_classes}
 
 
 def count_params(entry: ModelEntry, config: Mapping[str, Any] | None = None) -> int:

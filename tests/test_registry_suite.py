@@ -3,13 +3,11 @@
 Adding a model to the registry (with a TestSpec) is all it takes to be covered here.
 """
 
-import math
-
 import pytest
 import torch
 
 import zoo
-from shared.registry import get_entry
+from shared.registry import get_entry, reset_classifier
 
 MODELS = zoo.list_models()
 
@@ -103,8 +101,47 @@ def test_model_info(name):
     assert info.name == name and info.domain and info.task and info.paper
     with torch.device("meta"):  # full-size default config, without allocating or initialising it
         model = zoo.create(name)
-    assert info.num_params == sum(p.numel() for p in model.parameters())
     assert info.config == model.zoo_config
     for w in info.weights:
         assert w["tag"] and w["layout"] and (w.get("url") or w.get("hf_hub_id"))
-    assert math.isfinite(info.num_params)
+
+
+# Parameter counts published with the reference implementations (torchvision's model documentation).
+PUBLISHED_PARAMS = {"resnet18": 11_689_512, "resnet50": 25_557_032, "mobilenet_v3_large": 5_483_032,
+                    "vit_base_patch16_224": 86_567_656}
+# Registered names whose torchvision counterpart has another name; the rest share torchvision's.
+TORCHVISION_NAMES = {"vit_base_patch16_224": "vit_b_16", "vit_base_patch32_224": "vit_b_32",
+                     "vit_large_patch16_224": "vit_l_16"}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMS))
+def test_model_info_counts_the_published_parameters(name):
+    assert zoo.model_info(name).num_params == PUBLISHED_PARAMS[name]
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n in TORCHVISION_NAMES or n.startswith(("resnet", "resnext",
+                                                                                                 "wide_", "mobilenet"))])
+def test_model_info_counts_parameters_like_torchvision(name):
+    torchvision = pytest.importorskip("torchvision")
+    with torch.device("meta"):  # no memory, no initialisation
+        reference = torchvision.models.get_model(TORCHVISION_NAMES.get(name, name))
+    assert zoo.model_info(name).num_params == sum(p.numel() for p in reference.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_reset_classifier_is_recorded_for_save_pretrained(name, tmp_path):
+    model, spec, cfg = _build(name)
+    if not callable(getattr(model, "reset_classifier", None)):
+        pytest.skip(f"{name} has no classifier to reset")
+    reset_classifier(model, 3)
+    model.eval()
+    x = spec.inputs({**cfg, "num_classes": 3}, 2)
+    with torch.no_grad():
+        out = _first(model(*x))
+    if spec.output_shape is not None:
+        assert tuple(out.shape) == tuple(spec.output_shape({**cfg, "num_classes": 3}, 2))
+    zoo.save_pretrained(model, tmp_path / "out")
+    again = zoo.from_pretrained(tmp_path / "out").eval()  # a strict load: the head must have 3 outputs
+    assert again.num_classes == 3 and again.zoo_config == {**cfg, "num_classes": 3}
+    with torch.no_grad():
+        assert torch.equal(_first(again(*x)), out)
