@@ -12,20 +12,15 @@ A model supports feature extraction when it has
 ``model.`` prefix), so ``zoo.save_pretrained(extractor, dir)`` writes the full underlying model (head
 included) and ``zoo.from_pretrained(dir)`` gives the plain model back; ``zoo.create(name,
 pretrained=dir, features_only=True)`` rebuilds the extractor.
-
-:func:`checkpoint_module` is the gradient-checkpointing call the CNNs use: non-reentrant, and
-BatchNorm running statistics are updated once, not again when backward recomputes the block.
 """
 
 from __future__ import annotations
 
-import contextlib
 import operator
 from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .errors import InvalidConfigError
 
@@ -34,18 +29,18 @@ def take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[i
     """Normalise ``indices`` to sorted non-negative stage indices out of ``num_stages``.
 
     ``None``: every stage; an int ``n``: the last ``n`` stages; a sequence: those stages, negative
-    ones counted from the end. Anything else, an index out of range or a repeated stage is a ValueError
-    that names the valid range.
+    ones counted from the end. Anything else, an index out of range or a repeated stage is an
+    InvalidConfigError that names the valid range.
     """
     valid = f"valid stage indices are 0..{num_stages - 1} (or -{num_stages}..-1)"
     if indices is None:
         return list(range(num_stages))
     if isinstance(indices, bool) or isinstance(indices, str) or not isinstance(indices, (int, Sequence)):
-        raise ValueError(f"indices / out_indices must be an int n (the last n stages) or a sequence of ints, "
+        raise InvalidConfigError(f"indices / out_indices must be an int n (the last n stages) or a sequence of ints, "
                          f"got {indices!r}; there are {num_stages} stages: {valid}.")
     if isinstance(indices, int):
         if not 1 <= indices <= num_stages:
-            raise ValueError(f"indices / out_indices={indices} asks for the last {indices} stages, but there are "
+            raise InvalidConfigError(f"indices / out_indices={indices} asks for the last {indices} stages, but there are "
                              f"{num_stages}: pass an int in 1..{num_stages} or a sequence ({valid}).")
         return list(range(num_stages - indices, num_stages))
     out = []
@@ -55,14 +50,14 @@ def take_indices(num_stages: int, indices: int | Sequence[int] | None) -> list[i
                 raise TypeError
             i = operator.index(i)
         except TypeError:
-            raise ValueError(f"indices / out_indices must hold ints, got {i!r} in {indices!r}; {valid}.") from None
+            raise InvalidConfigError(f"indices / out_indices must hold ints, got {i!r} in {indices!r}; {valid}.") from None
         if not -num_stages <= i < num_stages:
-            raise ValueError(f"index {i} in indices / out_indices={list(indices)} is out of range: {valid}.")
+            raise InvalidConfigError(f"index {i} in indices / out_indices={list(indices)} is out of range: {valid}.")
         out.append(i % num_stages)
     if not out:
-        raise ValueError(f"indices / out_indices is empty; {valid}.")
+        raise InvalidConfigError(f"indices / out_indices is empty; {valid}.")
     if len(set(out)) != len(out):
-        raise ValueError(f"indices / out_indices={list(indices)} names a stage more than once; {valid}.")
+        raise InvalidConfigError(f"indices / out_indices={list(indices)} names a stage more than once; {valid}.")
     return sorted(out)
 
 
@@ -136,32 +131,3 @@ def _add_model_prefix(module, state_dict, prefix, local_metadata, strict, missin
     for key in list(state_dict):
         if key.startswith(prefix) and not key.startswith(prefix + "model."):
             state_dict[prefix + "model." + key[len(prefix):]] = state_dict.pop(key)
-
-
-# ------------------------------------------------------------------------------------------------
-# Gradient checkpointing
-# ------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _keep_bn_stats(module: nn.Module):
-    """Restore BatchNorm running statistics after the block runs again in backward (recomputation):
-    in train mode it would otherwise count the same batch twice."""
-    bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
-    saved = [[b.clone() if b is not None else None for b in (m.running_mean, m.running_var, m.num_batches_tracked)]
-             for m in bns]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for m, (mean, var, count) in zip(bns, saved):
-                for buf, old in ((m.running_mean, mean), (m.running_var, var), (m.num_batches_tracked, count)):
-                    if buf is not None:
-                        buf.copy_(old)
-
-
-def checkpoint_module(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module(x)`` without storing its activations: they are recomputed in backward
-    (non-reentrant checkpoint, RNG state preserved, BatchNorm statistics updated once)."""
-    return checkpoint(module, x, use_reentrant=False,
-                      context_fn=lambda: (contextlib.nullcontext(), _keep_bn_stats(module)))

@@ -1,12 +1,12 @@
-"""What every vision model file shares: normalisation constants, input checks, data configs and
-the torchvision weight-source helper."""
+"""What every vision model file shares: normalisation constants, input checks, data configs, the
+torchvision weight-source helper and the registry suite's test spec for an image classifier."""
 
 from __future__ import annotations
 
 import torch
 
 from shared.errors import InputError
-from shared.registry import WeightSource
+from shared.registry import TestSpec, WeightSource
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's checkpoints
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -44,3 +44,15 @@ def torchvision_weights(filename: str, top1: float, tag: str = "tv_in1k", size: 
         crop_pct=round(size / resize, 3), license=license,
         description=f"torchvision {what} weights, top-1 {top1} (torchvision's reported figure)",
     )
+
+
+def classifier_test_spec(config: dict, size: int = 32) -> TestSpec:
+    """The registry suite's spec for an image classifier: its tiny ``config``, random images of
+    ``size`` px (the config's ``img_size`` when it has one) and logits of shape (batch, num_classes)."""
+
+    def inputs(cfg: dict, batch: int) -> tuple:
+        hw = cfg.get("img_size", size)
+        h, w = (hw, hw) if isinstance(hw, int) else hw
+        return (torch.randn(batch, cfg.get("in_chans", 3), h, w),)
+
+    return TestSpec(config=config, inputs=inputs, output_shape=lambda cfg, batch: (batch, cfg["num_classes"]))

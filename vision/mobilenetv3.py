@@ -16,17 +16,20 @@ as ``M.fc1/M.fc2``), ``features.-1`` (last conv), ``classifier.0`` / ``classifie
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from shared.layers import ConvNormAct, SqueezeExcitation
-from shared.features import checkpoint_module, take_indices
-from shared.registry import TestSpec, register_model
+from shared.errors import InvalidConfigError
+from shared.features import take_indices
+from shared.layers import ConvNormAct, SqueezeExcitation, checkpoint_seq
+from shared.registry import Variant, register_model
 
-from .common import IMAGENET_MEAN, IMAGENET_STD, check_images, data_config, torchvision_weights
+from .common import (IMAGENET_MEAN, IMAGENET_STD, check_images, classifier_test_spec, data_config,
+                     torchvision_weights)
 
 
 # BatchNorm as in the TensorFlow reference: eps 1e-3, momentum 0.01 (PyTorch's convention).
@@ -132,9 +135,9 @@ class MobileNetV3(nn.Module):
                  dilated: bool = False, num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.2):
         super().__init__()
         if variant not in _ARCHS:
-            raise ValueError(f"variant must be one of {sorted(_ARCHS)}, got {variant!r}")
+            raise InvalidConfigError(f"variant must be one of {sorted(_ARCHS)}, got {variant!r}")
         if width_mult <= 0:
-            raise ValueError(f"width_mult must be positive, got {width_mult}")
+            raise InvalidConfigError(f"width_mult must be positive, got {width_mult}")
         blocks, n_tail, hidden = _ARCHS[variant]
         divider = 2 if reduced_tail else 1
         ch = lambda c: make_divisible(c * width_mult)  # noqa: E731
@@ -216,23 +219,14 @@ class MobileNetV3(nn.Module):
         """Replace the last Linear with a fresh one for ``num_classes`` (0: identity); keeps ``classifier.0``."""
         self.num_classes = num_classes
         self.classifier[3] = self._new_head(num_classes, device=self.classifier[0].weight.device)
-        if hasattr(self, "zoo_config"):
-            self.zoo_config["num_classes"] = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations (stem, inverted residuals, last conv) in backward."""
         self.grad_checkpointing = enable
 
-    def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return checkpoint_module(layer, x) if self.grad_checkpointing and torch.is_grad_enabled() else layer(x)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.in_chans, "MobileNetV3")
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            for layer in self.features:
-                x = checkpoint_module(layer, x)
-            return x
-        return self.features(x)
+        return checkpoint_seq(self.features, x, self.grad_checkpointing)
 
     def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
                               stop_early: bool = False, intermediates_only: bool = False):
@@ -247,7 +241,7 @@ class MobileNetV3(nn.Module):
         stop = int(self.feature_info[max(take)]["module"].rsplit(".", 1)[1]) if stop_early else len(self.features) - 1
         out = []
         for j in range(stop + 1):
-            x = self._run(self.features[j], x)
+            x = checkpoint_seq([self.features[j]], x, self.grad_checkpointing)
             if ends.get(j) in take:
                 out.append(x)
         return out if intermediates_only else (x, out)
@@ -272,31 +266,35 @@ class MobileNetV3(nn.Module):
 _tv = torchvision_weights  # torchvision's V2 recipes are evaluated at resize 232
 
 
-_VARIANTS = {
-    "mobilenet_v3_large": ("large", [_tv("mobilenet_v3_large-5c1a4163.pth", 75.274, "tv2_in1k", resize=232),
-                                     _tv("mobilenet_v3_large-8738ca79.pth", 74.042)]),
-    "mobilenet_v3_small": ("small", [_tv("mobilenet_v3_small-047dcff4.pth", 67.668)]),
+@dataclass(frozen=True, kw_only=True)
+class MobileNetV3Variant(Variant):
+    """A row of the table below: ``MobileNetV3``'s keyword arguments, the paper and the weights."""
+
+    variant: str
+    width_mult: float = 1.0
+    num_classes: int = 1000
+    in_chans: int = 3
+    paper: str = "Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244)"
+
+
+VARIANTS = {
+    "mobilenet_v3_large": MobileNetV3Variant(
+        variant="large",
+        weights=[_tv("mobilenet_v3_large-5c1a4163.pth", 75.274, "tv2_in1k", resize=232),
+                 _tv("mobilenet_v3_large-8738ca79.pth", 74.042)]),
+    "mobilenet_v3_small": MobileNetV3Variant(variant="small", weights=[_tv("mobilenet_v3_small-047dcff4.pth", 67.668)]),
 }
 
-# Every block type of the layout (expansion or not, SE or not, ReLU / hard-swish, residual), thin and small.
-_TEST = dict(width_mult=0.25, num_classes=5)
+# What every variant shares; the test config has every block type of the layout (expansion or not,
+# SE or not, ReLU / hard-swish, residual), thin and small.
+FAMILY = dict(
+    domain="vision",
+    task="image-classification",
+    inputs="float images (batch, in_chans, H, W), ImageNet-normalised; 224x224 for the pretrained tags",
+    classifier="classifier.3",
+    first_conv="features.0.0.weight",
+    test=classifier_test_spec(dict(width_mult=0.25, num_classes=5)),
+)
 
-
-def _test_inputs(cfg: dict, batch: int) -> tuple:
-    return (torch.randn(batch, cfg.get("in_chans", 3), 32, 32),)
-
-
-for _name, (_variant, _weights) in _VARIANTS.items():
-    register_model(
-        _name,
-        MobileNetV3,
-        dict(variant=_variant, width_mult=1.0, num_classes=1000, in_chans=3),
-        domain="vision",
-        task="image-classification",
-        paper="Howard et al. 2019, Searching for MobileNetV3 (arXiv:1905.02244)",
-        inputs="float images (batch, in_chans, H, W), ImageNet-normalised; 224x224 for the pretrained tags",
-        weights=_weights,
-        classifier="classifier.3",
-        first_conv="features.0.0.weight",
-        test=TestSpec(config=_TEST, inputs=_test_inputs, output_shape=lambda cfg, b: (b, cfg["num_classes"])),
-    )
+for _name, _v in VARIANTS.items():
+    register_model(_name, MobileNetV3, _v.config(), paper=_v.paper, weights=_v.weights, **FAMILY)

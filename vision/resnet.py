@@ -12,15 +12,19 @@ The bottleneck puts its stride on the 3x3 convolution ("ResNet v1.5"), as torchv
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from shared.features import checkpoint_module, take_indices
-from shared.registry import TestSpec, register_model
+from shared.errors import InvalidConfigError
+from shared.features import take_indices
+from shared.layers import checkpoint_seq
+from shared.registry import Variant, register_model
 
-from .common import IMAGENET_MEAN, IMAGENET_STD, check_images, data_config, torchvision_weights
+from .common import (IMAGENET_MEAN, IMAGENET_STD, check_images, classifier_test_spec, data_config,
+                     torchvision_weights)
 
 
 def conv3x3(in_ch: int, out_ch: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -45,7 +49,7 @@ class BasicBlock(nn.Module):
                  groups: int = 1, width_per_group: int = 64):
         super().__init__()
         if groups != 1 or width_per_group != 64:
-            raise ValueError("BasicBlock supports only groups=1 and width_per_group=64; use block='bottleneck'")
+            raise InvalidConfigError("BasicBlock supports only groups=1 and width_per_group=64; use block='bottleneck'")
         self.conv1 = conv3x3(in_ch, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
@@ -115,9 +119,9 @@ class ResNet(nn.Module):
                  zero_init_residual: bool = False, drop_rate: float = 0.0):
         super().__init__()
         if block not in BLOCKS:
-            raise ValueError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
+            raise InvalidConfigError(f"block must be one of {sorted(BLOCKS)}, got {block!r}")
         if len(layers) != 4:
-            raise ValueError(f"layers must give 4 stage depths, got {list(layers)}")
+            raise InvalidConfigError(f"layers must give 4 stage depths, got {list(layers)}")
         block_cls = BLOCKS[block]
         self.in_chans = in_chans
         self.groups, self.width_per_group = groups, width_per_group
@@ -184,27 +188,17 @@ class ResNet(nn.Module):
         self.num_classes = num_classes
         device = self.conv1.weight.device
         self.fc = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
-        if hasattr(self, "zoo_config"):
-            self.zoo_config["num_classes"] = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each residual block's activations in backward instead of storing them."""
         self.grad_checkpointing = enable
 
-    def _run_stage(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            for block in stage:
-                x = checkpoint_module(block, x)
-            return x
-        return stage(x)
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x, self.in_chans, "ResNet")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self._run_stage(self.layer1, x)
-        x = self._run_stage(self.layer2, x)
-        x = self._run_stage(self.layer3, x)
-        return self._run_stage(self.layer4, x)
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = checkpoint_seq(stage, x, self.grad_checkpointing)
+        return x
 
     def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
                               stop_early: bool = False, intermediates_only: bool = False):
@@ -219,7 +213,7 @@ class ResNet(nn.Module):
         out = [x] if 0 in take else []
         x = self.maxpool(x) if last > 0 else x
         for i in range(1, last + 1):
-            x = self._run_stage(getattr(self, f"layer{i}"), x)
+            x = checkpoint_seq(getattr(self, f"layer{i}"), x, self.grad_checkpointing)
             if i in take:
                 out.append(x)
         return out if intermediates_only else (x, out)
@@ -241,55 +235,64 @@ class ResNet(nn.Module):
 
 _tv = torchvision_weights  # torchvision's V2 recipes are evaluated at resize 232
 
+_RESNET = "He et al. 2016, Deep Residual Learning for Image Recognition (arXiv:1512.03385)"
+_RESNEXT = "Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks (arXiv:1611.05431)"
+_WIDE = "Zagoruyko & Komodakis 2016, Wide Residual Networks (arXiv:1605.07146)"
 
-def _test_inputs(cfg: dict, batch: int) -> tuple:
-    return (torch.randn(batch, cfg.get("in_chans", 3), 32, 32),)
+
+@dataclass(frozen=True, kw_only=True)
+class ResNetVariant(Variant):
+    """A row of the table below: ``ResNet``'s keyword arguments, the paper and the weights."""
+
+    block: str
+    layers: tuple[int, int, int, int]
+    groups: int = 1
+    width_per_group: int = 64
+    num_classes: int = 1000
+    in_chans: int = 3
+    paper: str = _RESNET
 
 
-# Tiny enough for the registry-wide suite, but with each variant's block, groups and width.
-_TEST = dict(layers=[1, 1, 1, 1], base_channels=16, num_classes=7)
-
-_PAPER = {
-    "resnet": "He et al. 2016, Deep Residual Learning for Image Recognition (arXiv:1512.03385)",
-    "resnext": "Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks (arXiv:1611.05431)",
-    "wide": "Zagoruyko & Komodakis 2016, Wide Residual Networks (arXiv:1605.07146)",
+VARIANTS = {
+    "resnet18": ResNetVariant(block="basic", layers=(2, 2, 2, 2), weights=[_tv("resnet18-f37072fd.pth", 69.758)]),
+    "resnet34": ResNetVariant(block="basic", layers=(3, 4, 6, 3), weights=[_tv("resnet34-b627a593.pth", 73.314)]),
+    "resnet50": ResNetVariant(
+        block="bottleneck", layers=(3, 4, 6, 3),
+        weights=[_tv("resnet50-11ad3fa6.pth", 80.858, "tv2_in1k", resize=232), _tv("resnet50-0676ba61.pth", 76.13)]),
+    "resnet101": ResNetVariant(
+        block="bottleneck", layers=(3, 4, 23, 3),
+        weights=[_tv("resnet101-cd907fc2.pth", 81.886, "tv2_in1k", resize=232), _tv("resnet101-63fe2227.pth", 77.374)]),
+    "resnet152": ResNetVariant(
+        block="bottleneck", layers=(3, 8, 36, 3),
+        weights=[_tv("resnet152-f82ba261.pth", 82.284, "tv2_in1k", resize=232), _tv("resnet152-394f9c45.pth", 78.312)]),
+    "resnext50_32x4d": ResNetVariant(
+        block="bottleneck", layers=(3, 4, 6, 3), groups=32, width_per_group=4, paper=_RESNEXT,
+        weights=[_tv("resnext50_32x4d-1a0047aa.pth", 81.198, "tv2_in1k", resize=232),
+                 _tv("resnext50_32x4d-7cdf4587.pth", 77.618)]),
+    "resnext101_32x8d": ResNetVariant(
+        block="bottleneck", layers=(3, 4, 23, 3), groups=32, width_per_group=8, paper=_RESNEXT,
+        weights=[_tv("resnext101_32x8d-110c445d.pth", 82.834, "tv2_in1k", resize=232),
+                 _tv("resnext101_32x8d-8ba56ff5.pth", 79.312)]),
+    "wide_resnet50_2": ResNetVariant(
+        block="bottleneck", layers=(3, 4, 6, 3), width_per_group=128, paper=_WIDE,
+        weights=[_tv("wide_resnet50_2-9ba9bcbe.pth", 81.602, "tv2_in1k", resize=232),
+                 _tv("wide_resnet50_2-95faca4d.pth", 78.468)]),
+    "wide_resnet101_2": ResNetVariant(
+        block="bottleneck", layers=(3, 4, 23, 3), width_per_group=128, paper=_WIDE,
+        weights=[_tv("wide_resnet101_2-d733dc28.pth", 82.51, "tv2_in1k", resize=232),
+                 _tv("wide_resnet101_2-32ee1156.pth", 78.848)]),
 }
 
-_VARIANTS = {
-    # name: (block, layers, groups, width_per_group, paper, [weights])
-    "resnet18": ("basic", (2, 2, 2, 2), 1, 64, "resnet", [_tv("resnet18-f37072fd.pth", 69.758)]),
-    "resnet34": ("basic", (3, 4, 6, 3), 1, 64, "resnet", [_tv("resnet34-b627a593.pth", 73.314)]),
-    "resnet50": ("bottleneck", (3, 4, 6, 3), 1, 64, "resnet",
-                 [_tv("resnet50-11ad3fa6.pth", 80.858, "tv2_in1k", resize=232), _tv("resnet50-0676ba61.pth", 76.13)]),
-    "resnet101": ("bottleneck", (3, 4, 23, 3), 1, 64, "resnet",
-                  [_tv("resnet101-cd907fc2.pth", 81.886, "tv2_in1k", resize=232), _tv("resnet101-63fe2227.pth", 77.374)]),
-    "resnet152": ("bottleneck", (3, 8, 36, 3), 1, 64, "resnet",
-                  [_tv("resnet152-f82ba261.pth", 82.284, "tv2_in1k", resize=232), _tv("resnet152-394f9c45.pth", 78.312)]),
-    "resnext50_32x4d": ("bottleneck", (3, 4, 6, 3), 32, 4, "resnext",
-                        [_tv("resnext50_32x4d-1a0047aa.pth", 81.198, "tv2_in1k", resize=232),
-                         _tv("resnext50_32x4d-7cdf4587.pth", 77.618)]),
-    "resnext101_32x8d": ("bottleneck", (3, 4, 23, 3), 32, 8, "resnext",
-                         [_tv("resnext101_32x8d-110c445d.pth", 82.834, "tv2_in1k", resize=232),
-                          _tv("resnext101_32x8d-8ba56ff5.pth", 79.312)]),
-    "wide_resnet50_2": ("bottleneck", (3, 4, 6, 3), 1, 128, "wide",
-                        [_tv("wide_resnet50_2-9ba9bcbe.pth", 81.602, "tv2_in1k", resize=232),
-                         _tv("wide_resnet50_2-95faca4d.pth", 78.468)]),
-    "wide_resnet101_2": ("bottleneck", (3, 4, 23, 3), 1, 128, "wide",
-                         [_tv("wide_resnet101_2-d733dc28.pth", 82.51, "tv2_in1k", resize=232),
-                          _tv("wide_resnet101_2-32ee1156.pth", 78.848)]),
-}
+# What every variant shares; tiny enough for the registry-wide suite, but with each variant's block,
+# groups and width.
+FAMILY = dict(
+    domain="vision",
+    task="image-classification",
+    inputs="float images (batch, in_chans, H, W), ImageNet-normalised; 224x224 for the pretrained tags",
+    classifier="fc",
+    first_conv="conv1.weight",
+    test=classifier_test_spec(dict(layers=[1, 1, 1, 1], base_channels=16, num_classes=7)),
+)
 
-for _name, (_block, _layers, _groups, _wpg, _paper, _weights) in _VARIANTS.items():
-    register_model(
-        _name,
-        ResNet,
-        dict(block=_block, layers=_layers, groups=_groups, width_per_group=_wpg, num_classes=1000, in_chans=3),
-        domain="vision",
-        task="image-classification",
-        paper=_PAPER[_paper],
-        inputs="float images (batch, in_chans, H, W), ImageNet-normalised; 224x224 for the pretrained tags",
-        weights=_weights,
-        classifier="fc",
-        first_conv="conv1.weight",
-        test=TestSpec(config=_TEST, inputs=_test_inputs, output_shape=lambda cfg, b: (b, cfg["num_classes"])),
-    )
+for _name, _v in VARIANTS.items():
+    register_model(_name, ResNet, _v.config(), paper=_v.paper, weights=_v.weights, **FAMILY)

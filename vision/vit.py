@@ -24,19 +24,20 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from shared.errors import InputError
-from shared.layers import (DropPath, Mlp, MultiHeadAttention, init_weights_vit_style, resample_abs_pos_embed,
-                           trunc_normal_)
+from shared.errors import InputError, InvalidConfigError
 from shared.features import take_indices
-from shared.registry import TestSpec, WeightSource, register_model
+from shared.layers import (DropPath, Mlp, attention, checkpoint_seq, init_weights_vit_style, merge_heads,
+                           resample_abs_pos_embed, split_heads, trunc_normal_)
+from shared.registry import Variant, WeightSource, register_model
 
-from .common import INCEPTION_MEAN, INCEPTION_STD, check_images, data_config, torchvision_weights
+from .common import (INCEPTION_MEAN, INCEPTION_STD, check_images, classifier_test_spec, data_config,
+                     torchvision_weights)
 
 LN_EPS = 1e-6  # timm, torchvision and the JAX original all use 1e-6
 
@@ -46,7 +47,7 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
         return v, v
     v = tuple(int(i) for i in v)
     if len(v) != 2:
-        raise ValueError(f"expected an int or (height, width), got {v}")
+        raise InvalidConfigError(f"expected an int or (height, width), got {v}")
     return v
 
 
@@ -70,6 +71,26 @@ class PatchEmbed(nn.Module):
         return self.proj(x).permute(0, 2, 3, 1)
 
 
+class Attention(nn.Module):
+    """Multi-head self-attention with timm's parameter names: one fused ``qkv`` Linear (rows q | k | v,
+    heads contiguous inside each) and the output ``proj``."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, dim) -> (B, N, dim)."""
+        q, k, v = (split_heads(t, self.num_heads) for t in self.qkv(x).chunk(3, dim=-1))
+        out = attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        return self.proj_drop(self.proj(merge_heads(out)))
+
+
 class Block(nn.Module):
     """Pre-norm Transformer encoder block: multi-head self-attention, then an MLP, each residual."""
 
@@ -77,7 +98,7 @@ class Block(nn.Module):
                  proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = MultiHeadAttention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop)
         self.drop_path1 = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=proj_drop)
@@ -121,17 +142,18 @@ class VisionTransformer(nn.Module):
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, dynamic_img_size: bool = False):
         super().__init__()
         if global_pool not in ("token", "avg"):
-            raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+            raise InvalidConfigError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
         if global_pool == "token" and not class_token:
-            raise ValueError("global_pool='token' needs class_token=True; use global_pool='avg' without a class token")
+            raise InvalidConfigError(
+                "global_pool='token' needs class_token=True; use global_pool='avg' without a class token")
         img_hw, patch_hw = _pair(img_size), _pair(patch_size)
         if img_hw[0] % patch_hw[0] or img_hw[1] % patch_hw[1]:
-            raise ValueError(
+            raise InvalidConfigError(
                 f"img_size {img_hw} is not divisible by patch_size {patch_hw}: "
                 "pick an image size that is a multiple of the patch size"
             )
         if embed_dim % num_heads:
-            raise ValueError(f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
+            raise InvalidConfigError(f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.global_pool = global_pool
@@ -188,8 +210,6 @@ class VisionTransformer(nn.Module):
             nn.init.zeros_(self.head.bias)
         else:
             self.head = nn.Identity()
-        if hasattr(self, "zoo_config"):
-            self.zoo_config["num_classes"] = num_classes
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each block's activations in backward instead of storing them."""
@@ -225,11 +245,7 @@ class VisionTransformer(nn.Module):
         """Images (B, C, H, W) -> normalised tokens (B, prefix + N, D)."""
         self._check_input(x)
         x = self._pos_embed(self.patch_embed(x))
-        if self.grad_checkpointing and torch.is_grad_enabled():
-            for block in self.blocks:
-                x = checkpoint(block, x, use_reentrant=False)
-        else:
-            x = self.blocks(x)
+        x = checkpoint_seq(self.blocks, x, self.grad_checkpointing)
         return self.norm(x)
 
     def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
@@ -245,8 +261,7 @@ class VisionTransformer(nn.Module):
         x = self._pos_embed(x)
         out = []
         for i, block in enumerate(self.blocks[:max(take) + 1] if stop_early else self.blocks):
-            x = checkpoint(block, x, use_reentrant=False) if self.grad_checkpointing and torch.is_grad_enabled() \
-                else block(x)
+            x = checkpoint_seq([block], x, self.grad_checkpointing)
             if i in take:
                 y = self.norm(x) if norm else x
                 out.append(y[:, self.num_prefix_tokens:].reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous())
@@ -370,63 +385,69 @@ def _timm(arch: str, tag: str, size: int = 224, crop_pct: float = 0.9, descripti
 
 _tv = torchvision_weights
 
-
 _SWAG = dict(interpolation="bicubic", license="CC-BY-NC-4.0", what="SWAG (IG-3.6B pretrained, ImageNet-1k)")
 
-_VARIANTS = {
-    # name: (config, [weights]); the first tag is the default
-    "vit_tiny_patch16_224": (dict(patch_size=16, embed_dim=192, depth=12, num_heads=3),
-                             [_timm("vit_tiny_patch16_224", "augreg_in21k_ft_in1k")]),
-    "vit_small_patch16_224": (dict(patch_size=16, embed_dim=384, depth=12, num_heads=6),
-                              [_timm("vit_small_patch16_224", "augreg_in21k_ft_in1k"),
-                               _timm("vit_small_patch16_224", "augreg_in1k")]),
-    "vit_base_patch16_224": (dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
-                             [_timm("vit_base_patch16_224", "augreg2_in21k_ft_in1k"),
-                              _timm("vit_base_patch16_224", "augreg_in21k_ft_in1k"),
-                              _timm("vit_base_patch16_224", "augreg_in1k"),
-                              _tv("vit_b_16-c867db91.pth", 81.072),
-                              _tv("vit_b_16_lc_swag-4e70ced5.pth", 81.886, "tv_swag_lc_in1k", resize=224, **_SWAG)]),
-    "vit_base_patch32_224": (dict(patch_size=32, embed_dim=768, depth=12, num_heads=12),
-                             [_timm("vit_base_patch32_224", "augreg_in21k_ft_in1k"),
-                              _timm("vit_base_patch32_224", "augreg_in1k"),
-                              _tv("vit_b_32-d86f8d99.pth", 75.912)]),
-    "vit_large_patch16_224": (dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
-                              [_timm("vit_large_patch16_224", "augreg_in21k_ft_in1k"),
-                               _tv("vit_l_16-852ce7e3.pth", 79.662, resize=242),
-                               _tv("vit_l_16_lc_swag-4d563306.pth", 85.146, "tv_swag_lc_in1k", resize=224, **_SWAG)]),
-    "vit_base_patch16_384": (dict(img_size=384, patch_size=16, embed_dim=768, depth=12, num_heads=12),
-                             [_timm("vit_base_patch16_384", "augreg_in21k_ft_in1k", 384, 1.0),
-                              _timm("vit_base_patch16_384", "orig_in21k_ft_in1k", 384, 1.0,
-                                    "timm port of the original JAX ViT-B/16 (ImageNet-21k, fine-tuned at 384)"),
-                              _tv("vit_b_16_swag-9ac1b537.pth", 85.304, "tv_swag_e2e_in1k", size=384, resize=384,
-                                  **_SWAG)]),
+
+@dataclass(frozen=True, kw_only=True)
+class ViTVariant(Variant):
+    """A row of the table below: ``VisionTransformer``'s keyword arguments, the paper and the weights
+    (the first tag is the default)."""
+
+    img_size: int = 224
+    patch_size: int
+    embed_dim: int
+    depth: int
+    num_heads: int
+    num_classes: int = 1000
+    in_chans: int = 3
+    paper: str = ("Dosovitskiy et al. 2021, An Image is Worth 16x16 Words: Transformers for Image Recognition "
+                  "at Scale (arXiv:2010.11929)")
+
+
+VARIANTS = {
+    "vit_tiny_patch16_224": ViTVariant(
+        patch_size=16, embed_dim=192, depth=12, num_heads=3,
+        weights=[_timm("vit_tiny_patch16_224", "augreg_in21k_ft_in1k")]),
+    "vit_small_patch16_224": ViTVariant(
+        patch_size=16, embed_dim=384, depth=12, num_heads=6,
+        weights=[_timm("vit_small_patch16_224", "augreg_in21k_ft_in1k"), _timm("vit_small_patch16_224", "augreg_in1k")]),
+    "vit_base_patch16_224": ViTVariant(
+        patch_size=16, embed_dim=768, depth=12, num_heads=12,
+        weights=[_timm("vit_base_patch16_224", "augreg2_in21k_ft_in1k"),
+                 _timm("vit_base_patch16_224", "augreg_in21k_ft_in1k"),
+                 _timm("vit_base_patch16_224", "augreg_in1k"),
+                 _tv("vit_b_16-c867db91.pth", 81.072),
+                 _tv("vit_b_16_lc_swag-4e70ced5.pth", 81.886, "tv_swag_lc_in1k", resize=224, **_SWAG)]),
+    "vit_base_patch32_224": ViTVariant(
+        patch_size=32, embed_dim=768, depth=12, num_heads=12,
+        weights=[_timm("vit_base_patch32_224", "augreg_in21k_ft_in1k"),
+                 _timm("vit_base_patch32_224", "augreg_in1k"),
+                 _tv("vit_b_32-d86f8d99.pth", 75.912)]),
+    "vit_large_patch16_224": ViTVariant(
+        patch_size=16, embed_dim=1024, depth=24, num_heads=16,
+        weights=[_timm("vit_large_patch16_224", "augreg_in21k_ft_in1k"),
+                 _tv("vit_l_16-852ce7e3.pth", 79.662, resize=242),
+                 _tv("vit_l_16_lc_swag-4d563306.pth", 85.146, "tv_swag_lc_in1k", resize=224, **_SWAG)]),
+    "vit_base_patch16_384": ViTVariant(
+        img_size=384, patch_size=16, embed_dim=768, depth=12, num_heads=12,
+        weights=[_timm("vit_base_patch16_384", "augreg_in21k_ft_in1k", 384, 1.0),
+                 _timm("vit_base_patch16_384", "orig_in21k_ft_in1k", 384, 1.0,
+                       "timm port of the original JAX ViT-B/16 (ImageNet-21k, fine-tuned at 384)"),
+                 _tv("vit_b_16_swag-9ac1b537.pth", 85.304, "tv_swag_e2e_in1k", size=384, resize=384, **_SWAG)]),
 }
 
-_PAPER = ("Dosovitskiy et al. 2021, An Image is Worth 16x16 Words: Transformers for Image Recognition "
-          "at Scale (arXiv:2010.11929)")
+# What every variant shares; the test config is tiny enough for the registry-wide suite, with every
+# part of the layout (class token, 2 blocks).
+FAMILY = dict(
+    domain="vision",
+    task="image-classification",
+    inputs="float images (batch, in_chans, img_size, img_size), normalised with the tag's mean/std",
+    key_maps={"torchvision": torchvision_to_timm},
+    adapters={"img_size": _adapt_img_size},
+    classifier="head",
+    first_conv="patch_embed.proj.weight",
+    test=classifier_test_spec(dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5)),
+)
 
-# Tiny enough for the registry-wide suite, with every part of the layout (class token, 2 blocks).
-_TEST = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5)
-
-
-def _test_inputs(cfg: dict, batch: int) -> tuple:
-    h, w = _pair(cfg.get("img_size", 224))
-    return (torch.randn(batch, cfg.get("in_chans", 3), h, w),)
-
-
-for _name, (_cfg, _weights) in _VARIANTS.items():
-    register_model(
-        _name,
-        VisionTransformer,
-        {"img_size": 224, "num_classes": 1000, "in_chans": 3, **_cfg},
-        domain="vision",
-        task="image-classification",
-        paper=_PAPER,
-        inputs="float images (batch, in_chans, img_size, img_size), normalised with the tag's mean/std",
-        weights=_weights,
-        key_maps={"torchvision": torchvision_to_timm},
-        adapters={"img_size": _adapt_img_size},
-        classifier="head",
-        first_conv="patch_embed.proj.weight",
-        test=TestSpec(config=_TEST, inputs=_test_inputs, output_shape=lambda cfg, b: (b, cfg["num_classes"])),
-    )
+for _name, _v in VARIANTS.items():
+    register_model(_name, VisionTransformer, _v.config(), paper=_v.paper, weights=_v.weights, **FAMILY)

@@ -1,44 +1,40 @@
-"""Building blocks shared by two or more domains (vision, nlp, audio, generative, ...)."""
+"""Building blocks that two or more domains use (or that this round's domain issues build on).
 
-from .activations import (
-    GradientReversal,
-    GradientReversalFunction,
-    MemoryEfficientSwish,
-    SwishFunction,
-    grad_reverse,
-    swish,
-)
-from .attention import MultiHeadAttention
+Each block here names its users; one that no domain uses leaves.
+
+* attention: the functional core (mask merging, the fully-masked-row guard, SDPA) that ViT, BERT,
+  GPT-2 and wav2vec 2.0 each wrap in a module with their own checkpoint's parameter names.
+* positions: the sinusoidal table (Transformer positions, diffusion timesteps); ViT's position
+  embedding resampling.
+* ``Mlp`` (timm's ``fc1`` / ``fc2``), ``DropPath``, ViT-style init: ViT's encoder blocks.
+* ``ConvNormAct``, ``SqueezeExcitation``: MobileNetV3's units, in torchvision's key layout.
+* ``checkpoint_seq``: gradient checkpointing over a sequence of blocks, for every model that offers it.
+* gradient reversal: domain-adversarial training.
+"""
+
+from .attention import attention, merge_heads, merge_masks, split_heads
 from .conv import ConvNormAct
 from .drop import DropPath, drop_path
-from .init import init_weights_kaiming, init_weights_vit_style, trunc_normal_
+from .grad_checkpoint import checkpoint_seq
+from .grad_reverse import GradientReversal, GradientReversalFunction, grad_reverse
+from .init import init_weights_vit_style, trunc_normal_
 from .mlp import Mlp
-from .norm import LayerNorm, LayerNorm2d, RMSNorm
-from .pos_embed import (
-    LearnedPositionalEmbedding,
-    RotaryEmbedding,
-    SinusoidalPositionalEncoding,
-    resample_abs_pos_embed,
-    sinusoidal_position_encoding,
-)
+from .pos_embed import SinusoidalPositionalEncoding, resample_abs_pos_embed, sinusoidal_position_encoding
 from .se import SqueezeExcitation
 
 __all__ = [
     # attention / MLP
-    "MultiHeadAttention",
+    "attention",
+    "merge_masks",
+    "split_heads",
+    "merge_heads",
     "Mlp",
-    # normalization
-    "LayerNorm",
-    "LayerNorm2d",
-    "RMSNorm",
     # regularization
     "drop_path",
     "DropPath",
     # position information
     "sinusoidal_position_encoding",
     "SinusoidalPositionalEncoding",
-    "LearnedPositionalEmbedding",
-    "RotaryEmbedding",
     "resample_abs_pos_embed",
     # convolutional blocks
     "ConvNormAct",
@@ -46,11 +42,8 @@ __all__ = [
     # initialisation
     "trunc_normal_",
     "init_weights_vit_style",
-    "init_weights_kaiming",
-    # activations
-    "SwishFunction",
-    "swish",
-    "MemoryEfficientSwish",
+    # training helpers
+    "checkpoint_seq",
     "GradientReversalFunction",
     "grad_reverse",
     "GradientReversal",

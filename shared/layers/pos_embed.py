@@ -3,10 +3,8 @@
 * Sinusoidal encoding (Vaswani et al., 2017):
       PE(pos, 2i)   = sin(pos / 10000^(2i / d))
       PE(pos, 2i+1) = cos(pos / 10000^(2i / d))
-* Learned absolute embeddings (BERT, GPT-2, ViT): one trained vector per position.
-* Rotary embeddings, RoPE (Su et al., 2021, "RoFormer"): rotate each (x_j, x_{j+d/2}) pair of a query
-  or key at position m by the angle m * theta_j, theta_j = base^(-2j / d) ("rotate-half" layout of
-  GPT-NeoX / LLaMA), so that <R_m q, R_n k> depends on m - n only.
+  added to the Transformer's token embeddings; a diffusion model's timestep embedding uses the
+  same frequencies at position t.
 * ``resample_abs_pos_embed``: interpolate a ViT's patch-grid position embeddings to a new grid.
 """
 
@@ -21,8 +19,6 @@ from torch import Tensor, nn
 __all__ = [
     "sinusoidal_position_encoding",
     "SinusoidalPositionalEncoding",
-    "LearnedPositionalEmbedding",
-    "RotaryEmbedding",
     "resample_abs_pos_embed",
 ]
 
@@ -40,11 +36,11 @@ def sinusoidal_position_encoding(length: int, dim: int, base: float = 10000.0) -
     return pe.float()
 
 
-def _positions(x: Tensor, positions: Tensor | None, limit: int | None, name: str) -> Tensor:
+def _positions(x: Tensor, positions: Tensor | None, limit: int, name: str) -> Tensor:
     """Default ``arange(L)`` positions, or validate user-given (L,) / (B, L) integer positions."""
     seq_len = x.shape[-2]
     if positions is None:
-        if limit is not None and seq_len > limit:
+        if seq_len > limit:
             raise ValueError(f"{name}: sequence length {seq_len} exceeds the {limit} supported positions")
         return torch.arange(seq_len, device=x.device)
     if positions.dtype.is_floating_point or positions.dtype == torch.bool:
@@ -53,7 +49,7 @@ def _positions(x: Tensor, positions: Tensor | None, limit: int | None, name: str
         raise ValueError(f"{name}: positions must have shape ({seq_len},) or (B, {seq_len}), got {tuple(positions.shape)}")
     if positions.dim() == 2 and x.dim() >= 3 and positions.shape[0] not in (1, x.shape[0]):
         raise ValueError(f"{name}: positions batch size {positions.shape[0]} does not match x batch size {x.shape[0]}")
-    if limit is not None and positions.numel() > 0:
+    if positions.numel() > 0:
         lo, hi = int(positions.min()), int(positions.max())
         if lo < 0 or hi >= limit:
             raise ValueError(f"{name}: positions must lie in [0, {limit}), got values in [{lo}, {hi}]")
@@ -84,80 +80,6 @@ class SinusoidalPositionalEncoding(nn.Module):
             raise ValueError(f"SinusoidalPositionalEncoding: expected x of shape (B, L, {self.dim}), got {tuple(x.shape)}")
         positions = _positions(x, positions, self.max_len, "SinusoidalPositionalEncoding")
         return self.dropout(x + self.pe[positions].to(x.dtype))
-
-
-class LearnedPositionalEmbedding(nn.Module):
-    """Adds a learned vector per position to x (B, L, dim).
-
-    The parameter is named ``weight`` with shape (num_positions, dim), as an ``nn.Embedding``, so a
-    model that names this module ``wpe`` or ``position_embeddings`` gets GPT-2 / BERT keys.
-    """
-
-    def __init__(self, num_positions: int, dim: int) -> None:
-        super().__init__()
-        self.num_positions = num_positions
-        self.dim = dim
-        self.weight = nn.Parameter(torch.empty(num_positions, dim))
-        nn.init.trunc_normal_(self.weight, std=0.02, a=-0.04, b=0.04)
-
-    def extra_repr(self) -> str:
-        return f"{self.num_positions}, {self.dim}"
-
-    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
-        """x: (B, L, dim); positions: optional (L,) or (B, L) integer positions (default 0..L-1)."""
-        if x.dim() != 3 or x.shape[-1] != self.dim:
-            raise ValueError(f"LearnedPositionalEmbedding: expected x of shape (B, L, {self.dim}), got {tuple(x.shape)}")
-        positions = _positions(x, positions, self.num_positions, "LearnedPositionalEmbedding")
-        return x + F.embedding(positions, self.weight)
-
-
-class RotaryEmbedding(nn.Module):
-    """Rotary position embedding (RoPE), rotate-half convention.
-
-    Args:
-        dim: number of rotated features per head (even). Inputs may have more features per head;
-            only the first ``dim`` are rotated (partial rotary, as in GPT-NeoX).
-        base: the 10000 in theta_j = base^(-2j / dim).
-    """
-
-    def __init__(self, dim: int, base: float = 10000.0) -> None:
-        super().__init__()
-        if dim <= 0 or dim % 2 != 0:
-            raise ValueError(f"RotaryEmbedding: dim must be a positive even number, got {dim}")
-        self.dim = dim
-        self.base = base
-        inv_freq = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, base={self.base}"
-
-    def cos_sin(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """cos and sin of the rotation angles, shape ``positions.shape + (dim,)``, float32."""
-        angle = positions.float()[..., None] * self.inv_freq  # (..., dim / 2)
-        angle = torch.cat([angle, angle], dim=-1)
-        return angle.cos(), angle.sin()
-
-    def rotate(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
-        """Rotate x (..., L, D) with D >= dim, e.g. (B, H, L, D); positions (L,) or (B, L)."""
-        if x.dim() < 2 or x.shape[-1] < self.dim:
-            raise ValueError(f"RotaryEmbedding: expected x of shape (..., L, D) with D >= {self.dim}, got {tuple(x.shape)}")
-        positions = _positions(x, positions, None, "RotaryEmbedding")
-        cos, sin = self.cos_sin(positions)
-        if positions.dim() == 2 and x.dim() == 4:  # (B, L, dim) -> (B, 1, L, dim) to broadcast over heads
-            cos, sin = cos[:, None], sin[:, None]
-        x_rot, x_pass = x[..., : self.dim], x[..., self.dim :]
-        x1, x2 = x_rot.float().chunk(2, dim=-1)
-        rotated = torch.cat([-x2, x1], dim=-1)
-        x_rot = (x_rot.float() * cos + rotated * sin).to(x.dtype)
-        return torch.cat([x_rot, x_pass], dim=-1) if x_pass.shape[-1] else x_rot
-
-    def apply_rotary(self, q: Tensor, k: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Rotate queries and keys that share the same positions; returns (q, k)."""
-        return self.rotate(q, positions), self.rotate(k, positions)
-
-    def forward(self, q: Tensor, k: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.apply_rotary(q, k, positions)
 
 
 def _grid(size: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:

@@ -41,7 +41,8 @@ def test_timm_style_interface():
     assert feats.shape == (1, 2048, 2, 2)
     assert model.forward_head(feats, pre_logits=True).shape == (1, 2048)
     model.reset_classifier(3)
-    assert model(x).shape == (1, 3) and model.zoo_config["num_classes"] == 3
+    assert model(x).shape == (1, 3) and model.num_classes == 3
+    assert model.zoo_config["num_classes"] == 10  # the registry's record is the registry's to change
     model.reset_classifier(0)
     assert model(x).shape == (1, 2048)
     cfg = model.default_cfg

@@ -1,5 +1,7 @@
 """ViT vs timm (same state-dict layout, same outputs) and vs torchvision (through the key map)."""
 
+import copy
+
 import pytest
 import timm
 import torch
@@ -7,7 +9,7 @@ import torchvision
 from timm.models import vision_transformer as timm_vit
 
 import zoo
-from shared.errors import InputError
+from shared.errors import InputError, InvalidConfigError
 from shared.layers import resample_abs_pos_embed
 from vision.vit import VisionTransformer, checkpoint_filter_fn, timm_to_torchvision, torchvision_to_timm
 
@@ -142,15 +144,6 @@ def test_old_torchvision_mlp_names_map_too():
                                                "heads.pre_logits.weight"}  # unknown: left for the strict load to name
 
 
-def test_declared_torchvision_layout_and_tags():
-    entry = zoo.model_info("vit_base_patch16_224")
-    tags = {w["tag"]: w for w in entry.weights}
-    assert entry.default_tag == "augreg2_in21k_ft_in1k"
-    assert tags["augreg2_in21k_ft_in1k"]["hf_hub_id"] == "timm/vit_base_patch16_224.augreg2_in21k_ft_in1k"
-    assert tags["tv_in1k"]["layout"] == "torchvision" and tags["tv_in1k"]["url"].endswith("vit_b_16-c867db91.pth")
-    assert {w["tag"] for w in zoo.model_info("vit_base_patch16_384").weights} >= {"tv_swag_e2e_in1k"}
-
-
 # -- resolution change on load ----------------------------------------------------------------------
 
 
@@ -211,7 +204,8 @@ def test_timm_style_interface():
     assert model.forward_head(feats, pre_logits=True).shape == (2, 32)
     assert model.get_classifier() is model.head
     model.reset_classifier(3)
-    assert model(x).shape == (2, 3) and model.zoo_config["num_classes"] == 3 and model.num_classes == 3
+    assert model(x).shape == (2, 3) and model.num_classes == 3
+    assert model.zoo_config["num_classes"] == 5  # the registry's record is the registry's to change
     model.reset_classifier(0)
     assert model(x).shape == (2, 32)
     cfg = model.default_cfg
@@ -254,11 +248,46 @@ def test_bad_inputs_raise_clear_errors():
 
 
 def test_bad_configs_raise_at_construction():
-    with pytest.raises(ValueError, match="not divisible by patch_size"):
+    with pytest.raises(InvalidConfigError, match="not divisible by patch_size"):
         zoo.create("vit_tiny_patch16_224", img_size=225)
-    with pytest.raises(ValueError, match="global_pool"):
+    with pytest.raises(InvalidConfigError, match="global_pool"):
         VisionTransformer(**TINY, global_pool="max")
-    with pytest.raises(ValueError, match="class_token"):
+    with pytest.raises(InvalidConfigError, match="class_token"):
         VisionTransformer(**TINY, class_token=False)
-    with pytest.raises(ValueError, match="multiple of num_heads"):
+    with pytest.raises(InvalidConfigError, match="multiple of num_heads"):
         VisionTransformer(**{**TINY, "num_heads": 3})
+    with pytest.raises(InvalidConfigError, match=r"an int or \(height, width\)"):
+        VisionTransformer(**{**TINY, "img_size": (32, 32, 32)})
+
+
+# -- regularisation inside the model (dropouts are zero in every parity test above) ----------------
+
+
+def test_stochastic_depth_drops_whole_residual_branches_in_training():
+    torch.manual_seed(0)
+    # drop-path rates rise linearly over the blocks: block 0 is never dropped, block 1 (rate 1) always
+    model = VisionTransformer(**{**TINY, "depth": 2, "drop_path_rate": 1.0})
+    assert [(b.drop_path1.p, b.drop_path2.p) for b in model.blocks] == [(0.0, 0.0), (1.0, 1.0)]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        dropped = model.train()(x)  # no dropout is configured: stochastic depth is the only randomness
+        without_block1 = copy.deepcopy(model).eval()
+        without_block1.blocks = without_block1.blocks[:1]
+        torch.testing.assert_close(dropped, without_block1(x), atol=0, rtol=0)
+        assert not torch.allclose(model.eval()(x), dropped)  # in eval every block counts
+
+
+def test_attention_dropout_is_active_in_training_only():
+    torch.manual_seed(0)
+    model = VisionTransformer(**{**TINY, "attn_drop_rate": 0.5})  # the only dropout configured
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a, b = model.train()(x), model(x)
+        assert not torch.allclose(a, b)  # a new mask on the attention weights per call
+        model.eval()
+        torch.testing.assert_close(model(x), model(x), atol=0, rtol=0)
+        # with the same RNG state, training mode with rate 0 is the eval output
+        same = copy.deepcopy(model)
+        for block in same.blocks:
+            block.attn.attn_drop = 0.0
+        torch.testing.assert_close(same.train()(x), model(x), atol=0, rtol=0)
