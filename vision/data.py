@@ -12,6 +12,10 @@
 Training-time augmentation is torchvision transforms v2: random-resized-crop and flip for
 photographs, plus an optional RandAugment or TrivialAugment policy (``augment=``). Digits get
 the policy alone, since flipping or cropping a digit can change its class.
+
+Data that cannot be used (a missing folder, an unreadable image, too few images, a dataset without
+the needed split or columns) is a ``DatasetError`` naming what and where; an option out of its range
+(``augment``, ``classes``) is an ``InvalidConfigError``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
+
+from shared.errors import DatasetError, InvalidConfigError
 
 DIGITS_TEST_FRACTION = 0.25
 VAL_FRACTION = 0.1
@@ -48,7 +54,7 @@ def _stratified_split(labels: list[int], test_fraction: float, seed: int = SPLIT
     n, n_classes = len(labels), len(set(labels))
     n_test = max(math.ceil(test_fraction * n), n_classes)
     if n - n_test < n_classes:
-        raise ValueError(f"{n} images in {n_classes} classes are too few to split into train / held-out sets; "
+        raise DatasetError(f"{n} images in {n_classes} classes are too few to split into train / held-out sets; "
                          "add images or provide train/ and val/ folders")
     return train_test_split(list(range(n)), test_size=n_test, random_state=seed, stratify=labels)
 
@@ -67,7 +73,7 @@ def _policy(augment: str | None):
 
     augment = augment or "none"
     if augment not in AUGMENTS:
-        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+        raise InvalidConfigError(f"augment must be one of {AUGMENTS}, got {augment!r}")
     return {"none": None, "randaugment": v2.RandAugment(), "trivialaugment": v2.TrivialAugmentWide()}[augment]
 
 
@@ -89,7 +95,7 @@ def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION,
     if classes is not None:
         bad = [c for c in classes if not 0 <= c <= 9]
         if bad or not classes:
-            raise ValueError(f"digits classes must be a non-empty selection of 0..9, got {classes}")
+            raise InvalidConfigError(f"digits classes must be a non-empty selection of 0..9, got {classes}")
         keep = torch.isin(labels, torch.tensor(classes))
         remap = torch.full((10,), -1, dtype=torch.long)
         remap[torch.tensor(classes)] = torch.arange(len(classes))
@@ -143,14 +149,14 @@ def load_image_folder(root: str | Path, img_size: int = 224, augment: str | None
 
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"image folder {root} does not exist; pass --data <folder of class sub-folders>")
+        raise DatasetError(f"image folder {root} does not exist; pass --data <folder of class sub-folders>")
 
     def checked_loader(path: str):
         try:
             with Image.open(path) as img:
                 return img.convert("RGB")
         except Exception as exc:
-            raise ValueError(f"unreadable image {path} ({type(exc).__name__}: {exc}); remove or fix it") from None
+            raise DatasetError(f"unreadable image {path} ({type(exc).__name__}: {exc}); remove or fix it") from None
 
     def refuse_unreadable(folder: "ImageFolder") -> None:
         bad = []
@@ -161,7 +167,7 @@ def load_image_folder(root: str | Path, img_size: int = 224, augment: str | None
             except Exception as exc:
                 bad.append(f"{path} ({type(exc).__name__})")
         if bad:
-            raise ValueError(
+            raise DatasetError(
                 f"unreadable image {bad[0]}" + (f" and {len(bad) - 1} more: {bad[1:6]}" if len(bad) > 1 else "")
                 + "; remove or fix them (the run is refused rather than silently training on fewer images)"
             )
@@ -172,7 +178,7 @@ def load_image_folder(root: str | Path, img_size: int = 224, augment: str | None
         train = ImageFolder(root / "train", loader=checked_loader)
         test = ImageFolder(root / test_name, loader=checked_loader)
         if test.classes != train.classes:
-            raise ValueError(f"{root}/train and {root}/{test_name} have different class folders")
+            raise DatasetError(f"{root}/train and {root}/{test_name} have different class folders")
         refuse_unreadable(train)
         refuse_unreadable(test)
         fit_idx, val_idx = _carve_val(train.targets, range(len(train)))
@@ -222,7 +228,7 @@ def _open_hf(spec: str):
         else:
             ds = datasets.load_dataset(str(path) if path.is_dir() else name)
     except Exception as exc:
-        raise ValueError(
+        raise DatasetError(
             f"--data {spec}: not a folder, and loading it as a Hugging Face dataset failed "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). Pass an image folder, 'digits', "
             "a save_to_disk directory, or a hub name with network access (or a filled HF datasets cache)."
@@ -239,17 +245,17 @@ def _hf_columns(split, image_column: str | None, label_column: str | None) -> tu
     if image_column is None:
         found = [k for k, f in features.items() if isinstance(f, datasets.Image)]
         if not found:
-            raise ValueError(f"no Image column among {list(features)}; name it with --image-column")
+            raise DatasetError(f"no Image column among {list(features)}; name it with --image-column")
         image_column = found[0]
     if label_column is None:
         found = [k for k, f in features.items() if isinstance(f, datasets.ClassLabel)]
         found = found or [k for k in ("label", "labels") if k in features]
         if not found:
-            raise ValueError(f"no ClassLabel column among {list(features)}; name it with --label-column")
+            raise DatasetError(f"no ClassLabel column among {list(features)}; name it with --label-column")
         label_column = found[0]
     for kind, column in (("image", image_column), ("label", label_column)):
         if column not in features:
-            raise ValueError(f"{kind} column {column!r} is not in the dataset; columns: {list(features)}")
+            raise DatasetError(f"{kind} column {column!r} is not in the dataset; columns: {list(features)}")
     feature = features[label_column]
     if isinstance(feature, datasets.ClassLabel):
         classes = list(feature.names)
@@ -266,7 +272,7 @@ class _HFImages(Dataset):
         self.targets = [int(t) for t in split[label_column]]
         bad = sorted({t for t in self.targets if t < 0})
         if bad:
-            raise ValueError(f"split has unlabelled examples (label {bad[0]}); use a labelled split for training "
+            raise DatasetError(f"split has unlabelled examples (label {bad[0]}); use a labelled split for training "
                              "and evaluation")
 
     def __len__(self) -> int:
@@ -284,7 +290,7 @@ def load_hf_dataset(spec: str, img_size: int = 224, augment: str | None = None, 
     same fixed stratified split as image folders."""
     ds = _open_hf(spec)
     if "train" not in ds:
-        raise ValueError(f"--data {spec} has splits {list(ds)}; a 'train' split is needed")
+        raise DatasetError(f"--data {spec} has splits {list(ds)}; a 'train' split is needed")
     image_column, label_column, classes = _hf_columns(ds["train"], image_column, label_column)
     full = _HFImages(ds["train"], image_column, label_column)
     test_name = "test" if "test" in ds else None

@@ -15,6 +15,9 @@ checkpoint's classifier and reports it. Strategies:
 
 Groups come from the model's own depth: the stem, then each stage (ResNet ``layerN``) or block
 (ViT ``blocks.N``, MobileNetV3 ``features.N``), then the head.
+
+The recipe's shape is ``vision.train``'s: ``build_parser()``, ``run(args)`` returning the summary,
+``main(argv)``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import re
 import torch
 from torch import nn
 
-from shared.registry import get_entry
+from shared.errors import InvalidConfigError
+from shared.registry import get_entry, reset_classifier
 from shared.training import Callback
 from shared.training.optim import decay_groups
 
@@ -112,15 +116,16 @@ def build_parser():
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args) -> dict:
+    """Fine-tune ``args.pretrained`` on ``args.data`` with ``args.strategy``; returns the summary."""
     if not args.pretrained:
-        raise SystemExit("zoo finetune needs --pretrained (a file, a save_pretrained directory or hf-hub:org/name)")
+        raise InvalidConfigError(
+            "zoo finetune needs --pretrained (a file, a save_pretrained directory or hf-hub:org/name)")
     data, model, config = recipe.setup(args, num_classes=args.num_classes)
     head = get_entry(model.zoo_name).classifier
     if not args.keep_head and not any(k.startswith(head) for k in model.load_report.reinitialized):
         # same number of classes as the checkpoint, but new classes: the old head means nothing here
-        model.reset_classifier(model.num_classes)
+        reset_classifier(model, model.num_classes)
         model.load_report.notes.append("classifier re-initialised for the new classes (--keep-head keeps it)")
     if model.load_report.notes:
         print("loaded", args.pretrained, "-", "; ".join(model.load_report.notes))
@@ -135,7 +140,11 @@ def main(argv=None) -> int:
         callbacks.append(GradualUnfreezing(groups, args.unfreeze_every))
     if args.strategy in ("linear", "gradual"):
         _keep_frozen_norms_in_eval(model)
-    recipe.run(args, data, model, config, optimizer=optimizer, callbacks=callbacks)
+    return recipe.train_and_test(args, data, model, config, optimizer=optimizer, callbacks=callbacks)
+
+
+def main(argv=None) -> int:
+    run(build_parser().parse_args(argv))
     return 0
 
 

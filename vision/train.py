@@ -6,7 +6,9 @@
         --augment trivialaugment --mixup 0.8 --cutmix 1.0 --label-smoothing 0.1 --ema-decay 0.999
     zoo train resnet18 --epochs 5 --output-dir runs/r18        # the same, through the zoo CLI
 
-Data + model + task + config; the loop itself is ``shared.training.Trainer``.
+Data + model + task + config; the loop itself is ``shared.training.Trainer``. Like every recipe:
+``build_parser()`` (the options), ``run(args)`` (does the work, returns the summary dict),
+``main(argv)`` (the command line). ``vision.finetune`` reuses ``setup`` and ``train_and_test``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from shared.errors import InvalidConfigError
 from shared.factory import create
 from shared.registry import get_entry
 from shared.training import ClassificationTask, TrainConfig, Trainer, seed_everything
@@ -69,17 +72,16 @@ def build_parser(prog: str = "python -m vision.train", doc: str | None = __doc__
     return p
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
-
-
 def _parse_classes(spec: str | None) -> list[int] | None:
     if spec is None:
         return None
     out = []
-    for part in spec.split(","):
-        lo, _, hi = part.partition("-")
-        out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    try:
+        for part in spec.split(","):
+            lo, _, hi = part.partition("-")
+            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
+    except ValueError:
+        raise InvalidConfigError(f"--classes {spec!r}: expected digits and ranges such as '0-4' or '5,6,7'") from None
     return sorted(set(out))
 
 
@@ -101,7 +103,7 @@ def batch_mixing(mixup: float, cutmix: float, num_classes: int):
     from torchvision.transforms import v2
 
     if mixup < 0 or cutmix < 0:
-        raise ValueError(f"--mixup and --cutmix are Beta(alpha, alpha) parameters >= 0, got {mixup} and {cutmix}")
+        raise InvalidConfigError(f"--mixup and --cutmix are Beta(alpha, alpha) parameters >= 0, got {mixup} and {cutmix}")
     choices = ([v2.MixUp(alpha=mixup, num_classes=num_classes)] if mixup > 0 else []) + \
               ([v2.CutMix(alpha=cutmix, num_classes=num_classes)] if cutmix > 0 else [])
     if not choices:
@@ -150,7 +152,7 @@ def setup(args: argparse.Namespace, num_classes: int | None = None):
     pick = lambda value, key: defaults[key] if value is None else value  # noqa: E731
     img_size = pick(args.img_size, "img_size")
     if args.classes is not None and not digits:
-        raise ValueError("--classes selects digits; for an image folder, keep only the class folders you want")
+        raise InvalidConfigError("--classes selects digits; for an image folder, keep only the class folders you want")
     data = load_data(args, img_size)
     seed_everything(args.seed, args.deterministic)  # the model's initial weights depend on it
     size_kw = {"img_size": img_size} if "img_size" in get_entry(args.model).config else {}  # ViT: pos-embed grid
@@ -169,7 +171,7 @@ def setup(args: argparse.Namespace, num_classes: int | None = None):
     return data, model, config
 
 
-def run(args: argparse.Namespace, data, model, config, *, optimizer=None, callbacks=()) -> dict:
+def train_and_test(args: argparse.Namespace, data, model, config, *, optimizer=None, callbacks=()) -> dict:
     """Train, evaluate once on the test set, print and return the summary (rank 0 prints)."""
     mixing = batch_mixing(args.mixup, args.cutmix, model.num_classes)
     task = ClassificationTask(label_smoothing=args.label_smoothing, batch_transform=mixing)
@@ -201,10 +203,14 @@ def run(args: argparse.Namespace, data, model, config, *, optimizer=None, callba
     return summary
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict:
+    """Train ``args.model`` on ``args.data``; returns the summary (test metrics, time) it printed."""
     data, model, config = setup(args)
-    run(args, data, model, config)
+    return train_and_test(args, data, model, config)
+
+
+def main(argv=None) -> int:
+    run(build_parser().parse_args(argv))
     return 0
 
 

@@ -1,13 +1,17 @@
 """Fine-tuning strategies and the `zoo finetune` CLI, on tiny image folders made here."""
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import zoo
+from shared.errors import InvalidConfigError
 from shared.registry import get_entry
 from tests.vision.test_train_recipe import _write_folder
-from vision.finetune import build_optimizer, depth_groups
+from vision.finetune import build_optimizer, build_parser, depth_groups, run
+from vision.finetune import main as finetune_main
 from zoo.cli import main as zoo_main
 
 
@@ -89,5 +93,15 @@ def test_same_class_count_still_gets_a_new_head(tmp_path, capsys):
 
 
 def test_finetune_needs_pretrained_weights():
-    with pytest.raises(SystemExit, match="needs --pretrained"):
-        zoo_main(["finetune", "resnet18"])
+    with pytest.raises(InvalidConfigError, match="needs --pretrained"):
+        finetune_main(["--model", "resnet18"])
+
+
+def test_run_returns_the_summary(tmp_path, pretrained_dir, capsys):
+    _write_folder(tmp_path / "imgs", n_per_class=10)
+    args = build_parser().parse_args(["--model", "resnet18", "--pretrained", str(pretrained_dir), "--data",
+                                      str(tmp_path / "imgs"), "--img-size", "32", "--epochs", "1", "--batch-size", "4",
+                                      "--strategy", "linear", "--no-progress"])
+    summary = run(args)
+    printed = json.loads(next(line for line in capsys.readouterr().out.splitlines() if line.startswith("{")))
+    assert summary == printed and summary["model"] == "resnet18" and 0.0 <= summary["test/acc"] <= 1.0

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shared.errors import DatasetError, InvalidConfigError
 from vision import data as vdata
-from vision.train import main
+from vision.train import build_parser, main, run
 
 
 def test_digits_split_is_fixed_and_stratified():
@@ -50,28 +51,37 @@ def _write_folder(root, n_per_class=10, size=20, bad=None):
         (root / "red" / bad).write_bytes(b"not an image")
 
 
-def test_image_folder_recipe(tmp_path, capsys):
+def test_image_folder_recipe_returns_what_it_prints(tmp_path, capsys):
     _write_folder(tmp_path / "imgs")
-    assert main(["--model", "resnet18", "--data", str(tmp_path / "imgs"), "--img-size", "32", "--epochs", "1",
-                 "--batch-size", "4", "--no-progress"]) == 0
-    assert "test accuracy" in capsys.readouterr().out
+    summary = run(build_parser().parse_args(["--model", "resnet18", "--data", str(tmp_path / "imgs"), "--img-size",
+                                             "32", "--epochs", "1", "--batch-size", "4", "--no-progress"]))
+    out = capsys.readouterr().out
+    assert "test accuracy" in out
+    assert summary == _summary(out) and summary["data"] == "imgs" and 0.0 <= summary["test/acc"] <= 1.0
+
+
+def test_bad_classes_option_is_a_config_error():
+    with pytest.raises(InvalidConfigError, match="--classes 'a-b'"):
+        main(["--classes", "a-b", "--no-progress"])
+    with pytest.raises(InvalidConfigError, match="non-empty selection of 0..9"):
+        main(["--classes", "3-12", "--no-progress"])
 
 
 def test_unreadable_image_is_named(tmp_path):
     _write_folder(tmp_path / "imgs", bad="broken.png")
-    with pytest.raises(ValueError, match="unreadable image .*broken.png"):
+    with pytest.raises(DatasetError, match="unreadable image .*broken.png"):
         main(["--model", "resnet18", "--data", str(tmp_path / "imgs"), "--img-size", "32", "--epochs", "1",
               "--batch-size", "4", "--no-progress"])
 
 
 def test_too_small_folder_is_refused(tmp_path):
     _write_folder(tmp_path / "imgs", n_per_class=2)
-    with pytest.raises(ValueError, match="too few to split"):
+    with pytest.raises(DatasetError, match="too few to split"):
         main(["--data", str(tmp_path / "imgs"), "--img-size", "32", "--epochs", "1", "--no-progress"])
 
 
 def test_missing_folder_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(DatasetError, match="does not exist"):
         main(["--data", str(tmp_path / "nope")])
 
 
@@ -87,7 +97,7 @@ def test_digits_augment_policy_varies_training_images_only():
     assert any(not torch.equal(draws[0], d) for d in draws[1:])  # a new policy sample per draw
     assert int(aug.train[5][1]) == int(plain.train[5][1])  # same sample, same label
     assert torch.equal(aug.val.dataset.tensors[0], plain.val.dataset.tensors[0])  # evaluation is untouched
-    with pytest.raises(ValueError, match="augment must be one of"):
+    with pytest.raises(InvalidConfigError, match="augment must be one of"):
         vdata.load_digits(16, augment="autoaugment")
 
 
@@ -104,7 +114,7 @@ def test_batch_mixing_gives_soft_targets():
     assert mixed.shape == images.shape and soft.shape == (6, 10)
     torch.testing.assert_close(soft.sum(-1), torch.ones(6))
     assert (soft.max(-1).values < 1).all()  # two classes share each target
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(InvalidConfigError, match="alpha"):
         batch_mixing(-1.0, 0.0, 10)
 
 
@@ -176,12 +186,12 @@ def test_hf_parquet_directory_and_splits(tmp_path):
 
 def test_hf_dataset_errors(tmp_path):
     _hf_dataset(image="picture", label="y").save_to_disk(str(tmp_path / "ds"))
-    with pytest.raises(ValueError, match=r"image column 'img' is not in the dataset; columns: \['picture', 'y'\]"):
+    with pytest.raises(DatasetError, match=r"image column 'img' is not in the dataset; columns: \['picture', 'y'\]"):
         vdata.load_hf_dataset(str(tmp_path / "ds"), image_column="img")
     assert vdata.load_hf_dataset(str(tmp_path / "ds"), img_size=16, image_column="picture", label_column="y").classes
     _hf_dataset(splits=("test",)).save_to_disk(str(tmp_path / "only_test"))
-    with pytest.raises(ValueError, match="a 'train' split is needed"):
+    with pytest.raises(DatasetError, match="a 'train' split is needed"):
         vdata.load_hf_dataset(str(tmp_path / "only_test"))
     # offline (conftest sets HF_HUB_OFFLINE), a hub name fails with a message that says what to pass instead
-    with pytest.raises(ValueError, match="loading it as a Hugging Face dataset failed.*save_to_disk"):
+    with pytest.raises(DatasetError, match="loading it as a Hugging Face dataset failed.*save_to_disk"):
         main(["--data", "hf:zoo-tests/no-such-dataset", "--no-progress"])
