@@ -37,6 +37,20 @@ class CheckpointMismatchError(CheckpointError):
         self.mismatched = list(mismatched)
 
 
+class InvalidConfigFileError(InvalidConfigError, CheckpointError):
+    """A ``config.json`` that is not valid JSON or does not follow the zoo's schema (a wrong type,
+    an out-of-range value, an unknown version). Both a config error and a checkpoint error, so
+    either ``except`` clause catches it."""
+
+
+class WeightsIntegrityError(CheckpointError):
+    """A weights file whose sha256 does not match the one registered for its source."""
+
+
+class CheckpointValuesError(CheckpointError):
+    """Weights the model cannot compute with: NaN/Inf, or integers where the model has floats."""
+
+
 class PretrainedNotFoundError(ZooError, FileNotFoundError):
     """No weights could be found at any of the places the zoo looked."""
 

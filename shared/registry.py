@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import fnmatch
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -48,6 +49,13 @@ class WeightSource:
     crop_pct: float | None = None
     license: str | None = None
     description: str = ""
+    # sha256 of the file: the full 64 hex digits, or a prefix of at least 8. Unset, a file name in
+    # torch.hub's "name-<sha256 prefix>.ext" convention (torchvision's resnet18-f37072fd.pth) supplies it.
+    sha256: str | None = None
+
+    def __post_init__(self):
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{8,64}", self.sha256):
+            raise ValueError(f"WeightSource {self.tag!r}: sha256 must be 8 to 64 lowercase hex digits, got {self.sha256!r}")
 
     @property
     def cache_filename(self) -> str | None:
@@ -56,6 +64,15 @@ class WeightSource:
         if self.url:
             return self.url.rstrip("/").rsplit("/", 1)[-1]
         return self.hf_filename
+
+    @property
+    def expected_sha256(self) -> str | None:
+        """The registered sha256 (or prefix), else the prefix the file name carries, else None."""
+        if self.sha256:
+            return self.sha256
+        name = self.cache_filename or ""
+        found = re.search(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$", name)
+        return found.group(1) if found else None
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "")}
