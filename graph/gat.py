@@ -6,14 +6,16 @@ Papers:
 
 The paper's Cora model: dropout 0.6 -> GATConv(in, 8, heads=8) (concatenated, 64 features) ->
 ELU -> dropout 0.6 -> GATConv(64, classes, heads=1, mean); attention dropout 0.6 in both layers.
-Training follows the authors' reference code (``attn_head`` in github.com/PetarV-/GAT), which
-builds every attention head separately: each first-layer head draws its own dropout mask over the
-input features (``per_head_input_dropout``), and each layer also drops the projected features it
-aggregates at the input rate (``message_dropout``); each head's attention vector is initialised
-as that code's 1x1 convolution (``attention_init="per_head"``). ``per_head_input_dropout=False,
-message_dropout=0, attention_init="layer"`` gives the PyG-example model. These only change
-training and initialisation, so with the same weights evaluation outputs equal PyG's either way.
-(PubMed: ``out_heads=8``, averaged.) ``gatv2`` is the same model with GATv2's dynamic attention.
+``gatv2`` is the same model with GATv2's dynamic attention.
+
+By default it trains and initialises as the authors' reference code (github.com/PetarV-/GAT)
+does, which is what the paper's numbers come from: that code builds each attention head on its
+own, so each first-layer head draws its own dropout mask over the input
+(``per_head_input_dropout``), each layer also drops the features it aggregates
+(``message_dropout``), and each head's attention vector is initialised as a separate 1x1
+convolution (``attention_init="per_head"``). ``per_head_input_dropout=False, message_dropout=0,
+attention_init="layer"`` gives PyG's example model. Evaluation outputs do not depend on these
+options: with the same weights they equal PyG's either way.
 
 Checkpoint layout: a model built the same way from PyG's ``GATConv`` / ``GATv2Conv`` —
 ``conv1.lin.weight``, ``conv1.att_src``, ``conv1.att_dst``, ``conv1.bias``, ``conv2.*`` (GATv2:
@@ -28,11 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shared.errors import InvalidConfigError
 from shared.registry import register_model
 
-from ._testing import NODE_INPUTS, node_test_spec
 from .conv import GATConv, GATv2Conv
-from .message_passing import GraphMemo, check_features, input_dropout, unpack_graph
+from .examples import NODE_INPUTS, node_test_spec
+from .fast import NonzeroMemo, sparse_dropout
+from .message_passing import check_features, unpack_graph
 
 
 class GAT(nn.Module):
@@ -45,8 +49,8 @@ class GAT(nn.Module):
                  negative_slope: float = 0.2, edge_dim: int | None = None, attention_init: str = "per_head"):
         super().__init__()
         if attention_init not in ("per_head", "layer"):
-            raise ValueError(f"attention_init must be 'per_head' or 'layer', got {attention_init!r}")
-        self._input_memo = GraphMemo()
+            raise InvalidConfigError(f"{self.name}: attention_init must be 'per_head' or 'layer', got {attention_init!r}")
+        self._input_memo = NonzeroMemo()  # where the (bag-of-words) input features are nonzero
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
         attention_dropout = dropout if attention_dropout is None else attention_dropout
         message_dropout = dropout if message_dropout is None else message_dropout
@@ -74,10 +78,10 @@ class GAT(nn.Module):
 
     def forward(self, x, edge_index: Tensor | None = None, edge_attr: Tensor | None = None) -> Tensor:
         """``model(x, edge_index[, edge_attr])`` or ``model(data)``; returns ``(num_nodes, num_classes)`` logits."""
-        x, edge_index, edge_attr = unpack_graph(x, edge_index, edge_attr, fields=("edge_attr",))
-        x = check_features(x, self.in_channels, self.name)
+        x, edge_index, edge_attr = unpack_graph(x, edge_index, edge_attr, fields=("edge_attr",), where=self.name)
+        x = check_features(x, self.in_channels, self.name, next(self.conv1.parameters()).dtype)
         if not self.per_head_input_dropout:
-            x = input_dropout(x, self.dropout, self.training, self._input_memo)
+            x = sparse_dropout(x, self.dropout, self.training, self._input_memo)  # F.dropout, drawn for nonzeros only
         x = F.elu(self.conv1(x, edge_index, edge_attr))
         x = F.dropout(x, self.dropout, self.training)
         return self.conv2(x, edge_index, edge_attr)

@@ -15,25 +15,26 @@ from torch import Tensor, nn
 
 from shared.registry import register_model
 
-from ._testing import NODE_INPUTS, node_test_spec
 from .conv import GCNConv
-from .message_passing import GraphMemo, check_features, input_dropout, unpack_graph
+from .examples import NODE_INPUTS, node_test_spec
+from .fast import NonzeroMemo, sparse_dropout
+from .message_passing import check_features, unpack_graph
 
 
 class GCN(nn.Module):
     def __init__(self, in_channels: int = 1433, hidden_channels: int = 16, num_classes: int = 7,
                  dropout: float = 0.5, improved: bool = False, cached: bool = False):
         super().__init__()
-        self._input_memo = GraphMemo()
+        self._input_memo = NonzeroMemo()  # where the (bag-of-words) input features are nonzero
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
         self.conv1 = GCNConv(in_channels, hidden_channels, improved=improved, cached=cached)
         self.conv2 = GCNConv(hidden_channels, num_classes, improved=improved, cached=cached)
 
     def forward(self, x, edge_index: Tensor | None = None, edge_weight: Tensor | None = None) -> Tensor:
         """``model(x, edge_index[, edge_weight])`` or ``model(data)``; returns ``(num_nodes, num_classes)`` logits."""
-        x, edge_index, edge_weight = unpack_graph(x, edge_index, edge_weight, fields=("edge_weight",))
-        x = check_features(x, self.in_channels, "gcn")
-        x = input_dropout(x, self.dropout, self.training, self._input_memo)
+        x, edge_index, edge_weight = unpack_graph(x, edge_index, edge_weight, fields=("edge_weight",), where="gcn")
+        x = check_features(x, self.in_channels, "gcn", self.conv1.lin.weight.dtype)
+        x = sparse_dropout(x, self.dropout, self.training, self._input_memo)  # F.dropout, drawn for nonzeros only
         x = F.relu(self.conv1(x, edge_index, edge_weight))
         x = F.dropout(x, self.dropout, self.training)
         return self.conv2(x, edge_index, edge_weight)

@@ -15,10 +15,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from shared.errors import InputError, InvalidConfigError
 from shared.registry import TestSpec, register_model
 
-from ._testing import random_graph_batch, select_graph
 from .conv import GINConv
+from .examples import random_graph_batch, select_graph
 from .message_passing import check_batch, check_features, global_add_pool, global_max_pool, global_mean_pool, unpack_graph
 
 _POOLS = {"sum": global_add_pool, "mean": global_mean_pool, "max": global_max_pool}
@@ -34,7 +35,7 @@ class GIN(nn.Module):
                  dropout: float = 0.5, train_eps: bool = False, readout: str = "sum"):
         super().__init__()
         if readout not in _POOLS:
-            raise ValueError(f"readout must be one of {sorted(_POOLS)}, got {readout!r}")
+            raise InvalidConfigError(f"gin: readout must be one of {sorted(_POOLS)}, got {readout!r}")
         self.in_channels, self.num_classes, self.dropout, self.readout = in_channels, num_classes, dropout, readout
         dims = [in_channels] + [hidden_channels] * num_layers
         self.convs = nn.ModuleList(GINConv(_mlp(a, b), train_eps=train_eps) for a, b in zip(dims[:-1], dims[1:]))
@@ -42,8 +43,11 @@ class GIN(nn.Module):
 
     def forward(self, x, edge_index: Tensor | None = None, batch: Tensor | None = None) -> Tensor:
         """``model(x, edge_index, batch)`` or ``model(data)`` with ``data.batch``; ``batch=None``: one graph."""
-        x, edge_index, batch = unpack_graph(x, edge_index, batch, fields=("batch",))
-        x = check_features(x, self.in_channels, "gin")
+        x, edge_index, batch = unpack_graph(x, edge_index, batch, fields=("batch",), where="gin")
+        x = check_features(x, self.in_channels, "gin", self.heads[0].weight.dtype)
+        if x.size(0) == 0:
+            raise InputError("gin got a graph with no nodes: a graph-classification model needs at least one node "
+                             "per graph to score.")
         batch = check_batch(batch, x.size(0), "gin")
         num_graphs = int(batch.max()) + 1 if batch is not None and batch.numel() else 1
         pool = _POOLS[self.readout]

@@ -1,4 +1,4 @@
-"""Message passing in plain PyTorch: gather, scatter, edge softmax, self-loops, normalisation.
+"""Message passing in plain PyTorch: the reference path of every graph layer.
 
 A graph is ``x`` (``num_nodes x features``) and ``edge_index`` (``2 x num_edges``, int64): edge
 ``e`` carries a message from node ``edge_index[0, e]`` (the source, ``j``) to node
@@ -7,28 +7,29 @@ layer of message passing is
 
     h_i' = update(h_i, aggregate_{j -> i} message(h_i, h_j, e_ji))
 
-and each piece is a tensor op on whole edge lists: ``gather`` is ``index_select`` on the source
-(or target) column, ``aggregate`` is ``index_add_`` / ``scatter_reduce_`` on the target column.
-Nothing here imports ``torch_geometric``.
+and :class:`MessagePassing` writes that sentence in PyG's manner: a layer says what one edge's
+``message`` is (an argument named ``x_j`` is ``x`` at the edge's source, ``x_i`` at its target),
+and :meth:`MessagePassing.propagate` gathers those arguments for every edge at once
+(``index_select``), calls ``message`` on whole edge lists and aggregates the messages at their
+targets (``index_add_`` / ``scatter_reduce_``). Per-edge coefficients such as attention are an
+``edge_update`` gathered the same way. Nothing here imports ``torch_geometric``.
 
-:class:`GraphMemo` remembers a layer's preprocessing of the last ``edge_index`` it saw (input
-checks, self-loops, degree normalisation): full-batch training calls every layer on the same
-graph hundreds of times, and the memo turns that repeated work into one identity check. It is
-keyed on the tensor object (a weak reference) and its in-place version counter, so a new or
-edited ``edge_index`` is always preprocessed again.
+This is the code to read and the oracle of the tests. At run time the layers take the fast path
+of :mod:`graph.fast` (the same sums as sparse CSR products, preprocessing remembered per graph,
+sparse dropout); ``with graph.fast.plain():`` runs them on this path instead.
 """
 
 from __future__ import annotations
 
-import warnings
-import weakref
+import functools
+import inspect
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-from shared.errors import InputError
+from shared.errors import InputError, InvalidConfigError
 
 REDUCTIONS = ("sum", "add", "mean", "max", "min")
 
@@ -38,8 +39,13 @@ REDUCTIONS = ("sum", "add", "mean", "max", "min")
 # ------------------------------------------------------------------------------------------------
 
 
-def check_features(x: Any, in_channels: int | None, where: str) -> Tensor:
-    """``x`` must be a floating ``(num_nodes, in_channels)`` tensor."""
+def check_features(x: Any, in_channels: int | None, where: str, dtype: torch.dtype | None = None) -> Tensor:
+    """``x`` must be a floating ``(num_nodes, in_channels)`` tensor, of the model's ``dtype`` when given.
+
+    A dtype other than the weights' (float64 features from numpy, float16 ones) is refused rather
+    than cast: casting would silently change the user's numbers or the model's precision. Under
+    autocast the mix is autocast's to resolve.
+    """
     if not isinstance(x, Tensor):
         raise InputError(f"{where} expects node features as a torch.Tensor, got {type(x).__name__}.")
     if x.dim() != 2:
@@ -50,6 +56,9 @@ def check_features(x: Any, in_channels: int | None, where: str) -> Tensor:
     if in_channels is not None and in_channels > 0 and x.size(1) != in_channels:
         raise InputError(f"{where} was built for {in_channels} input features per node, but x has {x.size(1)} "
                          f"(shape {tuple(x.shape)}); build it with in_channels={x.size(1)}.")
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise InputError(f"{where} has {dtype} weights but the node features are {x.dtype}; pass x.to({dtype}) "
+                         f"(or convert the model with model.to({x.dtype})).")
     return x
 
 
@@ -70,24 +79,32 @@ def check_edge_index(edge_index: Any, num_nodes: int, where: str = "graph layer"
     if edge_index.numel() > 0:
         lo, hi = int(edge_index.min()), int(edge_index.max())
         if lo < 0 or hi >= num_nodes:
+            valid = f"valid node ids are 0..{num_nodes - 1}" if num_nodes else "it has no node an edge could name"
             raise InputError(f"{where}: edge_index refers to node {lo if lo < 0 else hi}, but the graph has "
-                             f"{num_nodes} nodes (x has {num_nodes} rows); valid node ids are 0..{num_nodes - 1}.")
+                             f"{num_nodes} nodes (x has {num_nodes} rows); {valid}.")
     return edge_index.long()
 
 
-def unpack_graph(x: Any, edge_index: Any = None, *extra: Any, fields: tuple[str, ...] = ()) -> tuple:
+def unpack_graph(x: Any, edge_index: Any = None, *extra: Any, fields: tuple[str, ...] = (),
+                 where: str = "model") -> tuple:
     """Accept ``(x, edge_index, ...)`` or one object with ``.x``, ``.edge_index`` (a PyG ``Data``).
 
     ``fields`` names the optional attributes to read from such an object (``"batch"``,
     ``"edge_attr"``); they come back in that order after ``x`` and ``edge_index``.
     """
+    if not isinstance(x, Tensor) and edge_index is None:
+        missing = [name for name in ("x", "edge_index") if not hasattr(x, name)]
+        if missing:
+            what = " and ".join(f".{name}" for name in missing)
+            raise InputError(f"{where} got a {type(x).__name__} without {what}: call {where}(x, edge_index) "
+                             "with tensors, or pass an object with .x (node features) and .edge_index "
+                             "(such as torch_geometric.data.Data).")
+        return (x.x, x.edge_index, *(getattr(x, f, None) for f in fields))
     if not isinstance(x, Tensor) and hasattr(x, "x") and hasattr(x, "edge_index"):
-        if edge_index is not None:
-            raise InputError("pass either a graph object with .x/.edge_index or (x, edge_index), not both.")
-        data = x
-        return (data.x, data.edge_index, *(getattr(data, f, None) for f in fields))
+        raise InputError(f"{where}: pass either a graph object with .x/.edge_index or (x, edge_index), not both.")
     if edge_index is None:
-        raise InputError("missing edge_index: call model(x, edge_index) or model(data) with data.x, data.edge_index.")
+        raise InputError(f"{where} is missing edge_index: call {where}(x, edge_index) or {where}(data) "
+                         "with data.x, data.edge_index.")
     values = list(extra) + [None] * (len(fields) - len(extra))
     return (x, edge_index, *values)
 
@@ -198,45 +215,126 @@ def gcn_norm(edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = No
     return edge_index, inv_sqrt[row] * edge_weight * inv_sqrt[col]
 
 
-def propagate_weighted(x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int) -> Tensor:
-    """``out_i = sum_{j -> i} w_ji x_j`` (``w = 1`` when ``edge_weight`` is None)."""
-    msg = x.index_select(0, edge_index[0])
-    if edge_weight is not None:
-        msg = msg * edge_weight.view(-1, *([1] * (x.dim() - 1)))
-    return scatter(msg, edge_index[1], num_nodes, "sum")
+# ------------------------------------------------------------------------------------------------
+# The layer: gather -> message -> aggregate -> update
+# ------------------------------------------------------------------------------------------------
 
 
-class GraphMemo:
-    """The result of ``fn()`` for the last ``(edge_index, key)`` seen; see the module docstring."""
+@dataclass
+class Graph:
+    """Edges ready for :meth:`MessagePassing.propagate`, after the input checks and the layer's
+    ``preprocess`` (self-loops, normalisation).
 
-    def __init__(self) -> None:
-        self.clear()
+    ``edge_index`` is ``(2, E)`` with sources in ``[0, num_src)`` and targets in ``[0, num_dst)``
+    (``num_src == num_dst`` except for a sampled bipartite block); ``edge_attr`` holds per-edge
+    values (weights or features) in the same edge order, or None. ``csr`` is set only on the fast
+    path: the CSR structure of the same, target-sorted, edges (:class:`graph.fast.CSRGraph`).
+    """
 
-    def clear(self) -> None:
-        self._ref: weakref.ref | None = None
-        self._key: Any = None
-        self._value: Any = None
+    edge_index: Tensor
+    edge_attr: Tensor | None
+    num_src: int
+    num_dst: int
+    csr: Any = None
 
-    def get(self, edge_index: Tensor, key: Any, fn: Callable[[], Any]) -> Any:
-        try:
-            full_key = (edge_index._version, edge_index.device, key)
-        except (RuntimeError, AttributeError):  # inference tensors have no version counter
-            return fn()
-        if self._ref is not None and self._ref() is edge_index and self._key == full_key:
-            return self._value
-        value = fn()
-        self._ref, self._key, self._value = weakref.ref(edge_index), full_key, value
-        return value
 
-    # a model with a memo stays picklable / deep-copyable; the memo starts empty again
-    def __getstate__(self) -> dict:
-        return {}
+@functools.lru_cache(maxsize=None)
+def _argument_names(fn: Callable) -> tuple[str, ...]:
+    return tuple(name for name in inspect.signature(fn).parameters if name != "self")
 
-    def __setstate__(self, state: dict) -> None:
-        self.clear()
 
-    def __deepcopy__(self, memo: dict) -> "GraphMemo":
-        return GraphMemo()
+class MessagePassing(nn.Module):
+    """Base class of the graph layers: ``h_i' = update(aggregate_{j -> i} message(...))``.
+
+    A layer writes
+
+    * ``preprocess(edge_index, num_nodes, edge_attr)``: the edges it aggregates over (self-loops,
+      normalisation weights); the identity by default;
+    * ``message(...)``: every edge's message, on whole edge lists. An argument named ``<name>_j``
+      is the tensor passed to ``propagate`` as ``<name>`` gathered at each edge's source,
+      ``<name>_i`` at its target; ``index`` is the target of each edge, ``num_nodes`` the number
+      of targets; any other name is passed through (a per-edge tensor in the graph's edge order);
+    * optionally ``edge_update(...)`` (per-edge coefficients, called through ``edge_updater``,
+      arguments gathered as for ``message``), ``update(out)``, and ``message_and_aggregate(graph,
+      ...)``: the same sum computed in one step by the fast path (:mod:`graph.fast`).
+
+    ``forward`` prepares the graph (``graph.fast.prepare(self, ...)``, which remembers it per
+    ``edge_index``; ``self.prepare`` on the plain path) and calls ``propagate``.
+    """
+
+    # attributes preprocess() reads: a graph the fast path remembered is prepared again when one changes
+    preprocess_options: tuple[str, ...] = ()
+
+    def __init__(self, aggr: str = "sum"):
+        super().__init__()
+        if aggr not in REDUCTIONS:
+            raise InvalidConfigError(f"{type(self).__name__}: aggr must be one of {', '.join(REDUCTIONS)}, got {aggr!r}")
+        self.aggr = aggr
+
+    def preprocess(self, edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return edge_index, edge_attr
+
+    def prepare(self, edge_index: Any, num_nodes: int, edge_attr: Tensor | None = None,
+                num_src: int | None = None) -> Graph:
+        """Check ``edge_index`` (and ``edge_attr``) and ``preprocess`` it. ``num_src``: a bipartite
+        block whose ``num_nodes`` targets are the first rows of its ``num_src`` sources."""
+        name = type(self).__name__
+        num_src = num_nodes if num_src is None else num_src
+        edge_index = check_edge_index(edge_index, num_src, name)
+        if num_nodes < num_src and edge_index.numel() and int(edge_index[1].max()) >= num_nodes:
+            raise InputError(f"{name}: edge_index targets node {int(edge_index[1].max())}, but the block has "
+                             f"{num_nodes} target nodes.")
+        if edge_attr is not None:
+            if not isinstance(edge_attr, Tensor) or edge_attr.dim() == 0 or edge_attr.size(0) != edge_index.size(1):
+                got = f"{edge_attr.size(0) if edge_attr.dim() else 0} rows" if isinstance(edge_attr, Tensor) else \
+                    type(edge_attr).__name__
+                raise InputError(f"{name}: per-edge values must have one row per edge ({edge_index.size(1)}), "
+                                 f"got {got}.")
+        edge_index, edge_attr = self.preprocess(edge_index, num_nodes, edge_attr)
+        return Graph(edge_index, edge_attr, num_src, num_nodes)
+
+    def propagate(self, graph: Graph, **kwargs: Any) -> Tensor:
+        if graph.csr is not None:  # the fast path: graph.fast.prepare sorted the edges into CSR order
+            out = self.message_and_aggregate(graph, **kwargs)
+        else:
+            messages = self.message(**self._gather(type(self).message, graph, kwargs))
+            out = self.aggregate(messages, graph.edge_index[1], graph.num_dst)
+        return self.update(out)
+
+    def edge_updater(self, graph: Graph, **kwargs: Any) -> Tensor:
+        return self.edge_update(**self._gather(type(self).edge_update, graph, kwargs))
+
+    def message(self, x_j: Tensor) -> Tensor:
+        return x_j
+
+    def aggregate(self, messages: Tensor, index: Tensor, num_nodes: int) -> Tensor:
+        return scatter(messages, index, num_nodes, self.aggr)
+
+    def update(self, out: Tensor) -> Tensor:
+        return out
+
+    def edge_update(self, *args: Any, **kwargs: Any) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} defines no edge_update")
+
+    def message_and_aggregate(self, graph: Graph, **kwargs: Any) -> Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no fused message_and_aggregate")
+
+    @staticmethod
+    def _gather(fn: Callable, graph: Graph, kwargs: dict[str, Any]) -> dict[str, Any]:
+        src, dst = graph.edge_index[0], graph.edge_index[1]
+        args = {}
+        for name in _argument_names(fn):
+            if name.endswith("_j"):
+                args[name] = kwargs[name[:-2]].index_select(0, src)
+            elif name.endswith("_i"):
+                args[name] = kwargs[name[:-2]].index_select(0, dst)
+            elif name == "index":
+                args[name] = dst
+            elif name == "num_nodes":
+                args[name] = graph.num_dst
+            else:
+                args[name] = kwargs[name]
+        return args
 
 
 # ------------------------------------------------------------------------------------------------
@@ -280,198 +378,3 @@ def check_batch(batch: Any, num_nodes: int, where: str) -> Tensor | None:
     if batch.numel() and int(batch.min()) < 0:
         raise InputError(f"{where}: batch holds negative graph ids.")
     return batch.long()
-
-
-# ------------------------------------------------------------------------------------------------
-# Dropout on sparse input features
-# ------------------------------------------------------------------------------------------------
-
-
-def _sparse_entries(x: Tensor, memo: GraphMemo | None):
-    """``(rows, cols, values)`` of the nonzeros of a mostly-zero ``x`` (None when over 10% are
-    nonzero), remembered in ``memo`` across calls with the same tensor."""
-
-    def find():
-        if (x != 0).sum().item() > 0.1 * x.numel():
-            return None
-        rows, cols = x.nonzero(as_tuple=True)
-        return rows, cols, x[rows, cols]
-
-    return memo.get(x, x.shape, find) if memo is not None else find()
-
-
-def input_dropout(x: Tensor, p: float, training: bool, memo: GraphMemo | None = None) -> Tensor:
-    """``F.dropout(x, p)`` with the same output distribution, drawing random numbers only for the
-    nonzero entries of ``x`` when it is mostly zeros (bag-of-words features such as Cora's are
-    ~99% zeros; a zero stays zero whether it is dropped or not). The nonzero positions of a
-    feature tensor are remembered in ``memo`` across calls."""
-    if not training or p == 0.0 or x.requires_grad or x.numel() == 0:
-        return F.dropout(x, p, training)
-    sparse = _sparse_entries(x, memo)
-    if sparse is None:
-        return F.dropout(x, p, training)
-    if p >= 1.0:
-        return torch.zeros_like(x)
-    rows, cols, values = sparse
-    keep = torch.rand(values.numel(), device=x.device) >= p
-    out = torch.zeros_like(x)
-    out.view(-1).index_copy_(0, rows * x.size(1) + cols, values * keep * (1.0 / (1.0 - p)))
-    return out
-
-
-def head_dropout_linear(x: Tensor, weights: list[Tensor], heads: int, p: float,
-                        memo: GraphMemo | None = None) -> list[Tensor]:
-    """``x @ W.T`` viewed as ``(n, heads, C)`` for each ``W`` of shape ``(heads * C, F)``, where head
-    ``k`` sees ``x`` through its own dropout mask (the same masks for every ``W``).
-
-    This is how the GAT authors' code drops a layer's input: each attention head is built
-    separately and draws its own mask. For a mostly-zero ``x`` only its nonzeros are drawn and
-    multiplied (a gather of weight columns and a scatter-add per row), otherwise the masked copies
-    go through one batched matmul.
-    """
-    n, f = x.shape
-    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0
-    sparse = None if x.requires_grad else _sparse_entries(x, memo)
-    outs = []
-    if sparse is not None:
-        rows, cols, values = sparse
-        kept = values.unsqueeze(1) * ((torch.rand(values.numel(), heads, device=x.device) >= p) * scale)
-        for w in weights:
-            per_col = w.view(heads, -1, f).permute(2, 0, 1)  # (F, heads, C)
-            contrib = per_col.index_select(0, cols) * kept.unsqueeze(-1)  # (nnz, heads, C)
-            outs.append(x.new_zeros(n, heads, per_col.size(-1)).index_add_(0, rows, contrib))
-        return outs
-    masked = x.unsqueeze(0) * ((torch.rand(heads, n, f, device=x.device) >= p) * scale)  # (heads, n, F)
-    return [torch.bmm(masked, w.view(heads, -1, f).transpose(1, 2)).transpose(0, 1) for w in weights]
-
-
-# ------------------------------------------------------------------------------------------------
-# Fused gather-scatter: sparse CSR matrix products
-# ------------------------------------------------------------------------------------------------
-
-
-def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
-
-
-class CSRGraph:
-    """An edge list sorted by target with CSR pointers for ``A`` (rows: targets) and ``A^T``.
-
-    ``edge_index`` is the sorted list; ``perm_t`` reorders its edges by source (for ``A^T``).
-    ``num_src`` (default ``num_nodes``) makes it bipartite: sources in ``[0, num_src)``, targets
-    in ``[0, num_nodes)`` (a sampled block, see :mod:`graph.sampling`).
-    """
-
-    def __init__(self, edge_index: Tensor, num_nodes: int, num_src: int | None = None):
-        n = num_nodes
-        m = n if num_src is None else num_src
-        order = torch.argsort(edge_index[1] * m + edge_index[0])
-        self.order = order  # position in the input -> sorted position
-        self.edge_index = edge_index[:, order]
-        src, dst = self.edge_index[0], self.edge_index[1]
-        self.num_nodes, self.num_src = n, m
-        self.crow = torch.zeros(n + 1, dtype=torch.long, device=src.device)
-        self.crow[1:] = torch.bincount(dst, minlength=n).cumsum(0)
-        self.perm_t = torch.argsort(src * n + dst)
-        self.col_t = dst[self.perm_t]
-        self.crow_t = torch.zeros(m + 1, dtype=torch.long, device=src.device)
-        self.crow_t[1:] = torch.bincount(src, minlength=m).cumsum(0)
-        self._heads: dict[int, tuple] = {}
-
-    def heads(self, h: int) -> tuple:
-        """CSR structure of the ``h``-head block-diagonal operator (built once per ``h``).
-
-        Head ``k`` of node ``i`` becomes row ``i * h + k``, so ``out[:, k] = A_k @ x[:, k]`` for
-        all heads is one sparse product of an ``(n h) x (m h)`` matrix with ``x.view(m h, C)``.
-        Returns ``(crow, col, perm)`` for ``A`` and the same for ``A^T``; ``perm`` picks the
-        values, in CSR order, out of the flattened ``(num_edges, h)`` value tensor.
-        """
-        if h not in self._heads:
-            src, dst = self.edge_index
-            fwd = _expand_heads(self.crow, src, None, h)
-            bwd = _expand_heads(self.crow_t, self.col_t, self.perm_t, h)
-            self._heads[h] = fwd + bwd
-        return self._heads[h]
-
-
-def _expand_heads(crow: Tensor, col: Tensor, order: Tensor | None, h: int) -> tuple[Tensor, Tensor, Tensor]:
-    n, e, dev = crow.numel() - 1, col.numel(), col.device
-    deg = crow.diff()
-    seg = torch.repeat_interleave(torch.arange(n, device=dev), deg, output_size=e)
-    start = crow[:-1].index_select(0, seg)
-    heads = torch.arange(h, device=dev)
-    slot = ((start * h + torch.arange(e, device=dev) - start).unsqueeze(1)
-            + heads.unsqueeze(0) * deg.index_select(0, seg).unsqueeze(1))  # (e, h): expanded CSR position
-    inv = torch.empty(e * h, dtype=torch.long, device=dev)
-    inv[slot.view(-1)] = torch.arange(e * h, device=dev)
-    new_col = (col.unsqueeze(1) * h + heads).view(-1).index_select(0, inv)
-    edge = torch.arange(e, device=dev) if order is None else order
-    perm = (edge.unsqueeze(1) * h + heads).view(-1).index_select(0, inv)
-    new_crow = torch.zeros(n * h + 1, dtype=torch.long, device=dev)
-    new_crow[1:] = deg.repeat_interleave(h).cumsum(0)
-    return new_crow, new_col, perm
-
-
-def _spmm_heads(crow: Tensor, col: Tensor, perm: Tensor, values: Tensor, x: Tensor, rows: int) -> Tensor:
-    h, c = x.size(1), x.size(2)
-    a = _csr(crow, col, values.reshape(-1).index_select(0, perm), (rows * h, x.size(0) * h))
-    return (a @ x.reshape(-1, c)).view(rows, h, c)
-
-
-class _CSRAggregate(torch.autograd.Function):
-    """``out[:, h] = A_h @ x[:, h]`` with ``A_h[i, j] = values[e, h]`` for edge ``e: j -> i``:
-    one sparse product for all heads (see :meth:`CSRGraph.heads`)."""
-
-    @staticmethod
-    def forward(ctx, values: Tensor, x: Tensor, graph: CSRGraph) -> Tensor:
-        values, x = values.contiguous(), x.contiguous()
-        if values.size(1) == 1:
-            out = (_csr(graph.crow, graph.edge_index[0], values.view(-1), (graph.num_nodes, graph.num_src))
-                   @ x.view(x.size(0), -1)).view(graph.num_nodes, 1, -1)
-        else:
-            crow, col, perm = graph.heads(values.size(1))[:3]
-            out = _spmm_heads(crow, col, perm, values, x, graph.num_nodes)
-        ctx.save_for_backward(values, x)
-        ctx.graph = graph
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        values, x = ctx.saved_tensors
-        graph = ctx.graph
-        grad = grad.contiguous()
-        grad_values = grad_x = None
-        if ctx.needs_input_grad[0]:
-            src, dst = graph.edge_index[0], graph.edge_index[1]
-            grad_values = (grad.index_select(0, dst) * x.index_select(0, src)).sum(-1)
-        if ctx.needs_input_grad[1]:
-            if values.size(1) == 1:
-                vt = values.view(-1).index_select(0, graph.perm_t)
-                grad_x = (_csr(graph.crow_t, graph.col_t, vt, (graph.num_src, graph.num_nodes))
-                          @ grad.view(grad.size(0), -1)).view(graph.num_src, 1, -1)
-            else:
-                crow, col, perm = graph.heads(values.size(1))[3:]
-                grad_x = _spmm_heads(crow, col, perm, values, grad, graph.num_src)
-        return grad_values, grad_x, None
-
-
-def csr_aggregate(values: Tensor | None, x: Tensor, graph: CSRGraph) -> Tensor:
-    """``out_i = sum_{e: j -> i} values_e * x_j`` without materialising per-edge messages.
-
-    ``values``: ``(E,)`` with ``x`` ``(N, C)``, or ``(E, H)`` with ``x`` ``(N, H, C)``; ``None``
-    means all ones. Edges are in ``graph.edge_index`` (sorted) order.
-    """
-    if x.dtype not in (torch.float32, torch.float64) or x.device.type != "cpu":
-        # half precision / accelerators: the plain gather + index_add_ path
-        ei = graph.edge_index
-        msg = x.index_select(0, ei[0])
-        if values is not None:
-            msg = msg * values.view(*values.shape, *([1] * (x.dim() - values.dim())))
-        return scatter(msg, ei[1], graph.num_nodes, "sum")
-    if values is None:
-        values = x.new_ones(graph.edge_index.size(1))
-    if values.dim() == 1:
-        return _CSRAggregate.apply(values.unsqueeze(1), x.unsqueeze(1), graph).squeeze(1)
-    return _CSRAggregate.apply(values, x, graph)

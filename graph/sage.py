@@ -15,11 +15,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shared.errors import InputError
+from shared.errors import InputError, InvalidConfigError
 from shared.registry import register_model
 
-from ._testing import NODE_INPUTS, node_test_spec
 from .conv import SAGEConv
+from .examples import NODE_INPUTS, node_test_spec
 from .message_passing import check_features, unpack_graph
 
 
@@ -28,7 +28,7 @@ class GraphSAGE(nn.Module):
                  num_layers: int = 2, dropout: float = 0.5, aggr: str = "mean", normalize: bool = False):
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            raise InvalidConfigError(f"graphsage: num_layers must be >= 1, got {num_layers}")
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
         dims = [in_channels] + [hidden_channels] * (num_layers - 1) + [num_classes]
         self.convs = nn.ModuleList(
@@ -44,8 +44,8 @@ class GraphSAGE(nn.Module):
         """
         if isinstance(edge_index, (list, tuple)):
             return self._forward_blocks(x, edge_index)
-        x, edge_index = unpack_graph(x, edge_index)
-        x = check_features(x, self.in_channels, "graphsage")
+        x, edge_index = unpack_graph(x, edge_index, where="graphsage")
+        x = check_features(x, self.in_channels, "graphsage", self.convs[0].lin_l.weight.dtype)
         for i, conv in enumerate(self.convs):
             x = conv(x, edge_index)
             if i < len(self.convs) - 1:
@@ -53,7 +53,7 @@ class GraphSAGE(nn.Module):
         return x
 
     def _forward_blocks(self, x: Tensor, blocks) -> Tensor:
-        x = check_features(x, self.in_channels, "graphsage")
+        x = check_features(x, self.in_channels, "graphsage", self.convs[0].lin_l.weight.dtype)
         if len(blocks) != len(self.convs):
             raise InputError(f"graphsage has {len(self.convs)} layers but got {len(blocks)} sampled blocks; "
                              f"sample with {len(self.convs)} fan-outs.")
@@ -62,6 +62,7 @@ class GraphSAGE(nn.Module):
             if i < len(self.convs) - 1:
                 x = F.dropout(F.relu(x), self.dropout, self.training)
         return x
+
 
 register_model(
     "graphsage",

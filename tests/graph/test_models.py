@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from shared.errors import InputError
+from shared.errors import InputError, InvalidConfigError
 
 ALL = ["gcn", "gat", "gatv2", "graphsage"]
 
@@ -95,7 +95,7 @@ def test_attention_vectors_initialised_per_head(name, params):
         assert getattr(layer.conv1, p).abs().max() <= pyg
         out = getattr(authors.conv2, p)  # one head of 7 classes: both rules give sqrt(6 / 8)
         assert out.abs().max() <= math.sqrt(6 / 8)
-    with pytest.raises(ValueError, match="attention_init"):
+    with pytest.raises(InvalidConfigError, match="attention_init"):
         zoo.create(name, attention_init="xavier")
 
 
@@ -149,7 +149,7 @@ def test_bad_inputs_raise_input_error(name):
 
 
 def test_gin_graph_classification():
-    from graph._testing import random_graph_batch
+    from graph.examples import random_graph_batch
 
     cfg = dict(in_channels=5, hidden_channels=8, num_classes=3, num_layers=2)
     model = zoo.create("gin", **cfg).eval()
@@ -180,14 +180,14 @@ def test_gin_state_dict_matches_pyg_gin_conv_layout():
 
 
 def test_input_dropout_keeps_the_distribution():
-    from graph.message_passing import GraphMemo, input_dropout
+    from graph.fast import NonzeroMemo, sparse_dropout
 
     x = (torch.rand(200, 300) < 0.02).float() * 3.0
-    memo = GraphMemo()
+    memo = NonzeroMemo()
     torch.manual_seed(0)
-    out = input_dropout(x, 0.6, True, memo)
+    out = sparse_dropout(x, 0.6, True, memo)
     kept = out[x != 0]
     assert set(kept.unique().tolist()) <= {0.0, 3.0 / 0.4}
     assert abs((kept != 0).float().mean().item() - 0.4) < 0.05
     assert (out[x == 0] == 0).all()
-    assert torch.equal(input_dropout(x, 0.6, False, memo), x)
+    assert torch.equal(sparse_dropout(x, 0.6, False, memo), x)
