@@ -257,6 +257,8 @@ def spmm(graph: Graph, values: Tensor | None, x: Tensor) -> Tensor:
         return scatter(msg, dst, graph.num_dst, "sum")
     if values is None:
         values = x.new_ones(graph.edge_index.size(1))
+    elif values.dtype != x.dtype:  # float32 normalisation weights for a float64 model
+        values = values.to(x.dtype)
     if values.dim() == 1:
         return _CSRAggregate.apply(values.unsqueeze(1), x.unsqueeze(1), csr).squeeze(1)
     return _CSRAggregate.apply(values, x, csr)
