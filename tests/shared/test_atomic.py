@@ -246,6 +246,8 @@ def test_check_writable_where_a_file_is_in_the_way(tmp_path):
         check_writable(tmp_path / "file")
     with pytest.raises(WriteError, match=f"cannot create the directory {tmp_path / 'file' / 'sub'}"):
         check_writable(tmp_path / "file" / "sub")
+    with pytest.raises(WriteError, match=f"cannot use {tmp_path / 'file'} as a directory"):
+        save_checkpoint(tmp_path / "file" / "last.pt", {"w": torch.ones(2)})
 
 
 CHECK_AS_USER = f"""
