@@ -99,8 +99,9 @@ def test_train_help_shows_the_recipe_options(capsys):
     assert main(["train", "gat", "--help"]) == 0  # the graph recipe's options
     out = capsys.readouterr().out
     assert "--dataset" in out and "--augment" not in out
-    assert main(["train", "--help"]) == 0  # no name yet: how to call it
-    assert "usage: zoo train NAME [options]" in capsys.readouterr().out
+    for argv in (["train", "--help"], ["train", "--epochs", "1", "-h"]):  # no name yet: how to call it
+        assert main(argv) == 0
+        assert capsys.readouterr().out.startswith("usage: zoo train NAME [options]")
 
 
 @pytest.fixture
@@ -139,8 +140,9 @@ def test_recipe_is_chosen_by_the_models_domain(recipe_calls):
 
 
 def test_train_without_a_model_name_says_how_to_call_it(recipe_calls, capsys):
-    assert main(["train", "--epochs", "1"]) == 2
-    assert "zoo train NAME [options]" in _error_line(capsys.readouterr().err)
+    for argv in (["train"], ["train", "--epochs", "1"]):
+        assert main(argv) == 2
+        assert "zoo train needs a model name: zoo train NAME [options]" in _error_line(capsys.readouterr().err)
     assert main(["train", "--epochs", "1", "resnt18"]) == 1
     assert "Unknown model 'resnt18'. Did you mean: resnet18" in _error_line(capsys.readouterr().err)
     assert main(["finetune", "gat"]) == 1
@@ -184,6 +186,13 @@ def test_debug_shows_the_traceback_and_other_errors_are_not_hidden(monkeypatch, 
     monkeypatch.setattr(vision.train, "main", lambda argv: 1 / 0)  # a bug, not a user mistake: traceback
     with pytest.raises(ZeroDivisionError):
         main(["train", "resnet18"])
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vision.train, "main", interrupted)
+    assert main(["train", "resnet18"]) == 130
+    assert capsys.readouterr().err == "zoo: interrupted\n"
 
 
 def test_error_line_and_traceback_from_the_command():

@@ -185,11 +185,14 @@ def _cmd_recipe(command: str, rest: list[str]) -> int:
     from shared.registry import get_entry
 
     wants_help = any(a in ("-h", "--help") for a in rest)
-    if not rest or (wants_help and not any(not a.startswith("-") for a in rest)):
-        print(_recipe_help(command), end="")
-        return 0
     zoo.list_models()  # the domains register their models
-    name, recipe_argv = _split_model(command, rest)
+    try:
+        name, recipe_argv = _split_model(command, rest)
+    except UsageError:
+        if not wants_help:
+            raise
+        print(_recipe_help(command), end="")  # `zoo train --help`: no name yet, say how to call it
+        return 0
     entry = get_entry(name)  # an unknown name: the registry's "did you mean"
     recipe = _recipe_module(entry.domain, command)
     prog = f"zoo {command} {name}"

@@ -43,7 +43,8 @@ class DataConfig:
 
         h, w = self.input_size
         # the shorter side to size / crop_pct, then the centre crop: timm's and the recipes' eval transform
-        resize = math.floor(h / self.crop_pct) if h == w else (math.floor(h / self.crop_pct), math.floor(w / self.crop_pct))
+        scaled = (math.floor(h / self.crop_pct), math.floor(w / self.crop_pct))
+        resize = scaled[0] if h == w else scaled
         return v2.Compose([
             v2.ToImage(),
             v2.Resize(resize, interpolation=InterpolationMode(self.interpolation), antialias=True),
@@ -73,7 +74,8 @@ def _data_config(where: str, cfg: dict, in_chans: int, overrides: dict) -> DataC
                                   f"but the model takes {in_chans}.")
         size = size[1:]
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise CheckpointError(f"{where}: input_size must be [C, H, W] or [H, W] positive integers, got {cfg['input_size']}.")
+        raise CheckpointError(f"{where}: input_size must be [C, H, W] or [H, W] positive integers, "
+                              f"got {cfg['input_size']}.")
     stats = {}
     for key in ("mean", "std"):
         value = cfg[key]
