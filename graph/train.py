@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from shared.atomic import check_writable
 from shared.data_paths import data_root
 from shared.factory import create
 from shared.registry import get_entry
@@ -283,6 +284,9 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{name} on {data}, device {device}, recipe {recipe}" + (f", model {model_kwargs}" if model_kwargs else ""))
 
     out_dir = Path(args.output_dir) if args.output_dir else None
+    for directory in (out_dir, args.save_model):
+        if directory is not None:
+            check_writable(directory)  # before any training, not after the first seed
     results, start = [], time.perf_counter()
     for i in range(args.seeds):
         seed = args.seed + i

@@ -30,7 +30,7 @@ from torch import nn
 from shared.errors import InvalidConfigError
 from shared.registry import get_entry, reset_classifier
 from shared.training import Callback
-from shared.training.optim import decay_groups
+from shared.training.optim import build_optimizer, decay_groups
 
 from . import train as recipe
 
@@ -56,8 +56,8 @@ def depth_groups(model: nn.Module) -> list[list[str]]:
     return [g for g in [stem, *stages.values(), head] if g]
 
 
-def build_optimizer(model: nn.Module, groups: list[list[str]], strategy: str, lr: float, weight_decay: float,
-                    layer_decay: float, optimizer: str) -> torch.optim.Optimizer:
+def finetune_optimizer(model: nn.Module, groups: list[list[str]], strategy: str, lr: float, weight_decay: float,
+                       layer_decay: float, optimizer: str) -> torch.optim.Optimizer:
     params = dict(model.named_parameters())
     param_groups = []
     for depth_from_top, names in enumerate(reversed(groups)):
@@ -68,10 +68,7 @@ def build_optimizer(model: nn.Module, groups: list[list[str]], strategy: str, lr
         param_groups = [dict(g, params=[p for p in g["params"] if any(p is params[n] for n in head)])
                         for g in param_groups]
         param_groups = [g for g in param_groups if g["params"]]
-    if optimizer == "sgd":
-        return torch.optim.SGD(param_groups, lr=lr, momentum=0.9)
-    cls = torch.optim.AdamW if optimizer == "adamw" else torch.optim.Adam
-    return cls(param_groups, lr=lr)
+    return build_optimizer(param_groups, name=optimizer, lr=lr, weight_decay=weight_decay)
 
 
 def set_trainable(model: nn.Module, groups: list[list[str]], top_groups: int) -> None:
@@ -131,7 +128,7 @@ def run(args) -> dict:
         print("loaded", args.pretrained, "-", "; ".join(model.load_report.notes))
     groups = depth_groups(model)
     lr = config.lr
-    optimizer = build_optimizer(model, groups, args.strategy, lr, config.weight_decay, args.layer_decay,
+    optimizer = finetune_optimizer(model, groups, args.strategy, lr, config.weight_decay, args.layer_decay,
                                 args.optimizer)
     callbacks = []
     if args.strategy == "linear":

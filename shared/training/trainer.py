@@ -50,7 +50,8 @@ from tqdm.auto import tqdm
 
 from .amp import make_grad_scaler, resolve_amp, resolve_device
 from .callbacks import Callback
-from .checkpoint import load_checkpoint, save_checkpoint
+from ..atomic import check_writable
+from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import batches_per_epoch, build_eval_loader, build_train_loader, is_streaming
 from .distributed import all_gather_objects, all_reduce_mean, barrier, init_distributed
@@ -61,8 +62,6 @@ from .reproducibility import get_rng_state, seed_everything, set_rng_state
 from .selection import BestTracker, Monitor
 from .step import NonFiniteLossError, optimizer_step
 from .task import LossSum, Task
-
-CHECKPOINT_FORMAT = 1
 
 __all__ = ["NonFiniteLossError", "TrainState", "Trainer"]
 
@@ -200,6 +199,8 @@ class Trainer:
         ``train/loss``, ``val/...``) plus a fractional-epoch record when training stops mid-epoch.
         """
         cfg = self.config
+        if self.output_dir is not None and self.is_main:
+            check_writable(self.output_dir)  # a read-only or full disk fails now, not after an epoch
         if cfg.resume:
             self._resume()  # replaces self.state
             if self._finished() and self.is_main:
@@ -595,7 +596,7 @@ class Trainer:
             if cfg.resume is True:  # "resume if there is something to resume"
                 return
             raise FileNotFoundError(f"resume checkpoint not found: {path}")
-        ckpt = load_checkpoint(path, map_location="cpu")
+        ckpt = load_checkpoint(path, map_location="cpu", expected_format=CHECKPOINT_FORMAT)
         self.load_state_dict(ckpt)
         self._stretch_schedule(ckpt.get("config", {}), path)
         best = path.parent / "best.pt"

@@ -527,3 +527,26 @@ def test_resume_with_more_epochs_stretches_the_schedule(tmp_path, capsys):
         expected.append(opt.param_groups[0]["lr"])
     assert lrs == pytest.approx(expected[8:], abs=1e-9)
     assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[-1] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_resume_from_a_file_that_is_not_a_training_checkpoint_names_it(tmp_path):
+    from shared.errors import ForeignCheckpointError
+    from shared.training import save_checkpoint
+
+    path = tmp_path / "weights.pt"
+    save_checkpoint(path, make_mlp().state_dict())  # a model state dict, not a training run
+    with pytest.raises(ForeignCheckpointError, match="weights.pt"):
+        Trainer(make_mlp(), ClassificationTask(), make_data(), config=TrainConfig(resume=str(path), **QUIET)).fit()
+
+
+def test_an_unwritable_output_directory_fails_before_training(tmp_path):
+    from shared.errors import WriteError
+
+    (tmp_path / "file").write_text("in the way")
+    calls = []
+    task = ClassificationTask()
+    task.training_step = lambda model, batch: calls.append(1)
+    with pytest.raises(WriteError, match="file"):
+        Trainer(make_mlp(), task, make_data(), config=TrainConfig(output_dir=str(tmp_path / "file" / "run"),
+                                                                  **QUIET)).fit()
+    assert calls == []

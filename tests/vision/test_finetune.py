@@ -10,7 +10,7 @@ import zoo
 from shared.errors import InvalidConfigError
 from shared.registry import get_entry
 from tests.vision.test_train_recipe import _write_folder
-from vision.finetune import build_optimizer, build_parser, depth_groups, run
+from vision.finetune import build_parser, depth_groups, finetune_optimizer, run
 from vision.finetune import main as finetune_main
 from zoo.cli import main as zoo_main
 
@@ -30,7 +30,7 @@ def test_depth_groups_follow_each_family():
 def test_layer_wise_lr_decay_scales_each_group_from_the_top():
     model = zoo.create("resnet18", **get_entry("resnet18").test.config)
     groups = depth_groups(model)
-    opt = build_optimizer(model, groups, "llrd", lr=1.0, weight_decay=0.05, layer_decay=0.5, optimizer="adamw")
+    opt = finetune_optimizer(model, groups, "llrd", lr=1.0, weight_decay=0.05, layer_decay=0.5, optimizer="adamw")
     lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     params = dict(model.named_parameters())
     for k, names in enumerate(reversed(groups)):
