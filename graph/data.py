@@ -5,7 +5,12 @@ Embeddings", ICML 2016) ships eight files per data set, ``ind.<name>.{x,y,tx,ty,
 test.index}``: Python 2 pickles of scipy CSR matrices, numpy arrays and a dict of adjacency lists.
 They are read with a restricted unpickler that can only build numpy arrays, a CSR container and a
 dict of int lists — no other class or function can be named by the file, so a tampered file
-cannot run code — and the result is checked for shape and type before use.
+cannot run code — and the result is checked before use: shapes and types, finite values, and
+sizes bounded by the bytes actually in the file before anything is allocated from a declared
+size (a few hundred kilobytes cannot hold a matrix of gigabytes, nor adjacency lists of billions
+of entries unless its lists are one object referenced many times). Labels must be usable: one
+class per labelled node, at least two classes among the training nodes, distinct test ids.
+Every :class:`~shared.errors.DatasetError` names the file at fault.
 
 :func:`load_planetoid` builds the standard public split (Cora: 140 train / 500 val / 1000 test),
 row-normalised features and an undirected edge list without self-loops or duplicates (Cora: 2708
@@ -28,15 +33,11 @@ import torch
 from torch import Tensor
 
 from shared.atomic import atomic_open
-from shared.errors import ZooError
+from shared.errors import DatasetError
 
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
 PLANETOID_NAMES = {"cora": "cora", "citeseer": "citeseer", "pubmed": "pubmed"}
 PLANETOID_SUFFIXES = ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")
-
-
-class DatasetError(ZooError, ValueError):
-    """A data file that is missing, malformed or not what it claims to be."""
 
 
 @dataclass
@@ -141,8 +142,33 @@ def _check_array(a, path: Path) -> np.ndarray:
     return a
 
 
-def _to_dense(obj, path: Path) -> np.ndarray:
-    """A CSR state (or a dense array) -> dense float32 array."""
+# A dense matrix may take this many times the bytes of the file it comes from (Cora's and CiteSeer's
+# sparse features: ~40-60x), or up to _ALWAYS_ALLOWED in any case; more means a declared shape the
+# file's contents cannot justify.
+_MAX_EXPANSION = 1024
+_ALWAYS_ALLOWED = 256 * 2**20
+
+
+def _human(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def _check_finite(a: np.ndarray, path: Path) -> np.ndarray:
+    bad = ~np.isfinite(a)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise DatasetError(f"{path} holds {int(bad.sum())} non-finite value(s) (NaN or Inf), the first at "
+                           f"{'row %d, column %d' % where if len(where) == 2 else 'index %s' % (where,)}; "
+                           "features and labels must be finite numbers.")
+    return a
+
+
+def _to_dense(obj, path: Path, file_bytes: int) -> np.ndarray:
+    """A CSR state (or a dense array) -> dense float32 array, refused if its size is out of
+    proportion with the file."""
     if isinstance(obj, _CSRState):
         st = obj.state
         if not isinstance(st, dict) or not {"data", "indices", "indptr"} <= set(st):
@@ -152,6 +178,11 @@ def _to_dense(obj, path: Path) -> np.ndarray:
         if not (isinstance(shape, tuple) and len(shape) == 2 and all(isinstance(s, int) and s >= 0 for s in shape)):
             raise DatasetError(f"{path}: CSR matrix has no valid shape ({shape!r}).")
         rows, cols = shape
+        dense_bytes = 4 * rows * cols
+        if dense_bytes > max(_ALWAYS_ALLOWED, _MAX_EXPANSION * file_bytes):
+            raise DatasetError(f"{path} declares a {rows} x {cols} matrix ({_human(dense_bytes)} as float32) but the "
+                               f"file holds {_human(file_bytes)} ({len(data)} stored values); refusing to allocate it. "
+                               "The file is corrupted or not a Planetoid feature/label file.")
         if (indptr.ndim != 1 or len(indptr) != rows + 1 or indptr[0] != 0 or np.any(np.diff(indptr) < 0)
                 or indptr[-1] != len(indices) or len(indices) != len(data)
                 or (len(indices) and (indices.min() < 0 or indices.max() >= cols))):
@@ -159,8 +190,25 @@ def _to_dense(obj, path: Path) -> np.ndarray:
         dense = np.zeros(shape, dtype=np.float32)
         row_ids = np.repeat(np.arange(rows), np.diff(indptr))
         np.add.at(dense, (row_ids, indices.astype(np.int64)), data.astype(np.float32))
-        return dense
-    return _check_array(obj, path).astype(np.float32)
+        return _check_finite(dense, path)
+    return _check_finite(_check_array(obj, path).astype(np.float32), path)
+
+
+def _check_adjacency(obj, path: Path, file_bytes: int) -> dict:
+    """A dict ``node -> list of neighbours`` whose total length the file can hold: every list entry
+    of a pickle takes at least two bytes, unless one list object is referenced many times."""
+    if not isinstance(obj, dict) or not all(isinstance(v, list) for v in obj.values()):
+        raise DatasetError(f"{path} is not a dict of integer adjacency lists.")
+    entries = sum(len(v) for v in obj.values())
+    if entries + len(obj) > file_bytes:
+        raise DatasetError(f"{path} lists {entries} neighbours for {len(obj)} nodes in a file of {_human(file_bytes)}: "
+                           "its adjacency lists share objects (a crafted pickle); refusing to expand them.")
+    ids_ok = all(isinstance(k, int) and 0 <= k < 2**31 and all(isinstance(u, int) and 0 <= u < 2**31 for u in v)
+                 for k, v in obj.items())
+    if not ids_ok:
+        raise DatasetError(f"{path} is not a dict of integer adjacency lists (node ids must be integers in "
+                           "[0, 2**31)).")
+    return obj
 
 
 def read_planetoid_file(path: str | os.PathLike):
@@ -172,7 +220,7 @@ def read_planetoid_file(path: str | os.PathLike):
     if path.name.endswith(".test.index"):
         try:
             return np.array([int(line) for line in raw.decode("ascii").split()], dtype=np.int64)
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, OverflowError) as exc:
             raise DatasetError(f"{path} is not a list of integers, one per line ({exc}).") from None
     try:
         obj = _PlanetoidUnpickler(io.BytesIO(raw), encoding="latin1").load()
@@ -182,11 +230,8 @@ def read_planetoid_file(path: str | os.PathLike):
         raise DatasetError(f"{path} is not a valid Planetoid pickle ({type(exc).__name__}: {exc}); "
                            "it is truncated or corrupted, download it again.") from None
     if path.name.endswith(".graph"):
-        if not isinstance(obj, dict) or not all(
-                isinstance(k, int) and isinstance(v, list) and all(isinstance(u, int) for u in v) for k, v in obj.items()):
-            raise DatasetError(f"{path} is not a dict of integer adjacency lists.")
-        return obj
-    return _to_dense(obj, path)
+        return _check_adjacency(obj, path, len(raw))
+    return _to_dense(obj, path, len(raw))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -255,9 +300,22 @@ def load_planetoid(name: str, root: str | os.PathLike | None = None, *, download
     if not dims_ok:
         raise DatasetError(f"The {key} files in {root} do not fit together (x {x.shape}, tx {tx.shape}, allx {allx.shape}, "
                            f"y {y.shape}, ty {ty.shape}, ally {ally.shape}, {len(test_index)} test ids).")
+    file = {s: root / f"ind.{key}.{s}" for s in PLANETOID_SUFFIXES}
+    if not np.array_equal(y, ally[: len(y)]):
+        raise DatasetError(f"{file['y']} disagrees with the first {len(y)} rows of {file['ally']}: the training "
+                           "labels are ambiguous.")
     test_sorted = np.sort(test_index)
+    repeated = np.unique(test_sorted[1:][test_sorted[1:] == test_sorted[:-1]])
+    if repeated.size:
+        raise DatasetError(f"{file['test.index']} lists node {repeated[0]} more than once ({repeated.size} repeated "
+                           "ids); test ids must be distinct.")
     if len(test_sorted) and test_sorted[0] < len(allx):
-        raise DatasetError(f"{root}/ind.{key}.test.index: test ids must come after the {len(allx)} allx rows.")
+        raise DatasetError(f"{file['test.index']}: test ids must come after the {len(allx)} allx rows.")
+    graph_nodes = 1 + max((max(k, max(v, default=-1)) for k, v in graph.items()), default=-1)
+    max_nodes = max(len(allx) + len(tx), graph_nodes)
+    if len(test_sorted) and test_sorted[-1] >= max_nodes:  # before sizing anything by the test ids
+        raise DatasetError(f"{file['test.index']} refers to node {test_sorted[-1]}, but the data set has at most "
+                           f"{max_nodes} nodes ({len(allx)} allx + {len(tx)} tx rows, {graph_nodes} in the graph).")
     if key == "citeseer":  # some test nodes are absent from tx/ty: give them zero rows
         span = int(test_sorted[-1] - test_sorted[0]) + 1
         tx_full = np.zeros((span, tx.shape[1]), np.float32)
@@ -269,7 +327,7 @@ def load_planetoid(name: str, root: str | os.PathLike | None = None, *, download
     labels = np.concatenate([ally, ty])
     num_nodes = len(features)
     if len(test_index) and test_index.max() >= num_nodes:
-        raise DatasetError(f"{root}/ind.{key}.test.index refers to node {test_index.max()} of {num_nodes}.")
+        raise DatasetError(f"{file['test.index']} refers to node {test_index.max()} of {num_nodes}.")
     # the tx rows are stored in sorted-id order; put each at its node id
     features[test_index] = features[test_sorted]
     labels[test_index] = labels[test_sorted]
@@ -277,13 +335,14 @@ def load_planetoid(name: str, root: str | os.PathLike | None = None, *, download
     pairs = [(int(u), int(v)) for u, nbrs in graph.items() for v in nbrs]
     pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
     if len(pairs) and (pairs.min() < 0 or pairs.max() >= num_nodes):
-        raise DatasetError(f"{root}/ind.{key}.graph refers to node {pairs.max()} but there are {num_nodes} nodes.")
+        raise DatasetError(f"{file['graph']} refers to node {pairs.max()} but there are {num_nodes} nodes.")
 
     x_t = torch.from_numpy(features)
     masks = [torch.zeros(num_nodes, dtype=torch.bool) for _ in range(3)]
     masks[0][: len(y)] = True
     masks[1][len(y): len(y) + 500] = True
     masks[2][torch.from_numpy(test_sorted)] = True
+    _check_labels(labels, masks, len(y), len(ally), file)
     return GraphData(
         x=row_normalize(x_t) if normalize_features else x_t,
         edge_index=undirected_edges(pairs, num_nodes),
@@ -291,6 +350,22 @@ def load_planetoid(name: str, root: str | os.PathLike | None = None, *, download
         train_mask=masks[0], val_mask=masks[1], test_mask=masks[2],
         name={"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}[key],
     )
+
+
+def _check_labels(labels: np.ndarray, masks: list[Tensor], num_train: int, num_ally: int, file: dict) -> None:
+    """Every node of a split has exactly one class; the training nodes have at least two."""
+    per_node = (labels != 0).sum(1)
+    bad = np.flatnonzero((masks[0] | masks[1] | masks[2]).numpy() & (per_node != 1))
+    if bad.size:
+        node = int(bad[0])
+        split = "training" if masks[0][node] else "validation" if masks[1][node] else "test"
+        raise DatasetError(f"{file['ally'] if node < num_ally else file['ty']}: node {node} is a {split} node but its "
+                           f"label row has {per_node[node]} classes set ({bad.size} such nodes); every labelled node "
+                           "needs exactly one class.")
+    train_classes = np.unique(labels[:num_train].argmax(1))
+    if len(train_classes) < 2:
+        raise DatasetError(f"{file['y']}: all {num_train} training nodes have class {train_classes[0]}; a classifier "
+                           "needs at least two classes to learn from.")
 
 
 # ------------------------------------------------------------------------------------------------
