@@ -32,6 +32,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from shared.errors import InputError, InvalidConfigError
+
 from .message_passing import check_edge_index
 
 
@@ -137,19 +139,22 @@ class NeighborSampler:
             self.adj = edge_index
         else:
             if num_nodes is None:
-                raise ValueError("NeighborSampler needs num_nodes with an edge_index")
+                raise InvalidConfigError("NeighborSampler needs num_nodes with an edge_index")
             self.adj = CSRAdjacency.from_edge_index(edge_index, num_nodes)
         if not fanouts:
-            raise ValueError("fanouts must name at least one hop, e.g. [15, 10]")
+            raise InvalidConfigError("NeighborSampler: fanouts must name at least one hop, e.g. [15, 10]")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InvalidConfigError(f"NeighborSampler: batch_size must be >= 1, got {batch_size}")
         self.fanouts = [int(f) for f in fanouts]
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.generator = generator
         n = self.adj.num_nodes
-        if seeds is not None and seeds.dtype == torch.bool:
+        if isinstance(seeds, Tensor) and seeds.dtype == torch.bool:
+            if seeds.shape != (n,):
+                raise InputError(f"NeighborSampler: a boolean seed mask needs one entry per node ({n}), "
+                                 f"got shape {tuple(seeds.shape)}.")
             seeds = seeds.nonzero().view(-1)
-        self.seeds = torch.arange(n) if seeds is None else seeds.long()
+        self.seeds = torch.arange(n) if seeds is None else self._check_seeds(seeds)
         # global id -> local id of the batch being sampled; -1 elsewhere (reset after every batch)
         self._local = torch.full((n,), -1, dtype=torch.long, device=self.adj.col.device)
 
@@ -164,11 +169,22 @@ class NeighborSampler:
         for k in range(len(self)):
             yield self.sample(seeds[k * self.batch_size:(k + 1) * self.batch_size])
 
+    def _check_seeds(self, seeds) -> Tensor:
+        if not isinstance(seeds, Tensor) or seeds.dtype not in (torch.int64, torch.int32) or seeds.dim() != 1:
+            got = f"{seeds.dtype} tensor of shape {tuple(seeds.shape)}" if isinstance(seeds, Tensor) else type(seeds).__name__
+            raise InputError(f"NeighborSampler: seed nodes must be a 1-d integer tensor of node ids (or a boolean mask), "
+                             f"got {got}.")
+        n = self.adj.num_nodes
+        if seeds.numel() and (int(seeds.min()) < 0 or int(seeds.max()) >= n):
+            bad = int(seeds.min()) if int(seeds.min()) < 0 else int(seeds.max())
+            raise InputError(f"NeighborSampler: seed node {bad} is not a node of the graph (ids 0..{n - 1}).")
+        return seeds.long()
+
     def sample(self, seeds: Tensor) -> SampledBatch:
-        seeds = seeds.long()
+        seeds = self._check_seeds(seeds)
         local = self._local
         if seeds.unique().numel() != seeds.numel():
-            raise ValueError("seed nodes of a batch must be distinct")
+            raise InputError("NeighborSampler: the seed nodes of a batch must be distinct.")
         n_id = seeds
         local[n_id] = torch.arange(n_id.numel(), device=n_id.device)
         blocks = []

@@ -126,3 +126,27 @@ def test_minibatch_training_cli(capsys):
         "--epochs", "5", "--seeds", "1", "--no-progress"]))
     assert s["recipe"]["fanouts"] == [5, 5] and s["recipe"]["batch_size"] == 8
     assert 0.0 <= s["test_acc_mean"] <= 100.0
+
+
+def test_sampler_arguments_and_seeds_are_checked():
+    from shared.errors import InvalidConfigError
+
+    ei, n = _graph()
+    with pytest.raises(InvalidConfigError, match="num_nodes"):
+        NeighborSampler(ei, fanouts=[2])
+    with pytest.raises(InvalidConfigError, match="fanouts"):
+        NeighborSampler(ei, n, fanouts=[])
+    with pytest.raises(InvalidConfigError, match="batch_size must be >= 1, got 0"):
+        NeighborSampler(ei, n, fanouts=[2], batch_size=0)
+    with pytest.raises(InputError, match="seed node 60 is not a node of the graph"):
+        NeighborSampler(ei, n, fanouts=[2], seeds=torch.tensor([3, 60]))
+    with pytest.raises(InputError, match="boolean seed mask needs one entry per node"):
+        NeighborSampler(ei, n, fanouts=[2], seeds=torch.ones(n + 1, dtype=torch.bool))
+    sampler = NeighborSampler(ei, n, fanouts=[2])
+    with pytest.raises(InputError, match="must be distinct"):
+        sampler.sample(torch.tensor([4, 4]))
+    with pytest.raises(InputError, match="seed node -1"):
+        sampler.sample(torch.tensor([-1, 4]))
+    with pytest.raises(InputError, match="1-d integer tensor"):
+        sampler.sample(torch.tensor([1.0, 2.0]))
+    assert (sampler._local == -1).all()  # a refused batch leaves the relabelling buffer clean
