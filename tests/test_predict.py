@@ -111,8 +111,12 @@ def test_saved_model_without_data_config_says_so(saved, capsys):
     err = capsys.readouterr().err
     assert err.startswith("zoo: error: ") and "pretrained_cfg" in err and "--img-size, --mean and --std" in err
     # the caller supplies them; without id2label the classes are their indices
-    args = ["predict", "--pretrained", str(directory), str(files[0]), "--topk", "2"]
-    assert main([*args, "--img-size", str(SIZE), "--mean", str(MEAN), "--std", str(STD)]) == 0
+    args = ["predict", "--pretrained", str(directory), "--img-size", str(SIZE), "--mean", str(MEAN), "--std",
+            f"{STD},{STD}", str(files[0]), "--topk", "2"]  # a value per channel (here 2: refused) or one for all
+    assert main(args) == 1
+    assert "std must be one finite number per channel (1) or a single one" in capsys.readouterr().err
+    args[args.index(f"{STD},{STD}")] = str(STD)
+    assert main(args) == 0
     captured = capsys.readouterr()
     assert "no id2label" in captured.err
     values, indices = _direct(model, files[:1])[0].topk(2)

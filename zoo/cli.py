@@ -52,6 +52,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas (0.5,0.5,0.5), got {text!r}") from None
+
+
 # ------------------------------------------------------------------------------------------------
 # list, info, predict
 # ------------------------------------------------------------------------------------------------
@@ -232,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass")
     p.add_argument("--img-size", type=_positive_int, default=None,
                    help="input size, for a saved model without pretrained_cfg (or to override it)")
-    p.add_argument("--mean", type=float, nargs="+", default=None, help="per-channel mean of the [0, 1] pixels")
-    p.add_argument("--std", type=float, nargs="+", default=None, help="per-channel std of the [0, 1] pixels")
+    p.add_argument("--mean", type=_floats, default=None,
+                   help="mean of the [0, 1] pixels, one or one per channel: 0.5,0.5,0.5")
+    p.add_argument("--std", type=_floats, default=None, help="std of the [0, 1] pixels, one or one per channel")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     for command in RECIPE_COMMANDS:  # parsed by _cmd_recipe; listed here for `zoo --help`
         what = "train a model" if command == "train" else "fine-tune pretrained weights on new classes"
