@@ -80,6 +80,10 @@ def test_zoo_namespace_shows_only_the_api():
     assert names == sorted([*zoo.__all__, "__version__"])
     assert not {"Any", "annotations", "importlib"} & set(names)
     assert all(hasattr(zoo, n) for n in zoo.__all__)
+    import shared.errors
+
+    errors = {n for n, c in vars(shared.errors).items() if isinstance(c, type) and issubclass(c, zoo.ZooError)}
+    assert errors <= set(zoo.__all__)  # a user catches zoo.DatasetError without knowing shared.errors
     import importlib
 
     importlib.import_module("zoo.cli")  # an imported submodule stays out of dir() too

@@ -9,12 +9,20 @@ from shared import factory as _factory
 from shared import registry as _registry
 from shared.errors import (
     CheckpointError,
+    CheckpointFormatError,
     CheckpointMismatchError,
+    CheckpointValuesError,
+    CorruptCheckpointError,
+    DatasetError,
+    ForeignCheckpointError,
     InputError,
     InvalidConfigError,
+    InvalidConfigFileError,
     PretrainedNotFoundError,
     UnknownModelError,
     UnsafeCheckpointError,
+    WeightsIntegrityError,
+    WriteError,
     ZooError,
 )
 from shared.registry import ModelInfo, TestSpec, WeightSource, register_model
@@ -81,7 +89,10 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "create", "from_pretrained", "list_models", "model_info", "register_model", "save_pretrained", "DOMAINS",
-    "ModelInfo", "WeightSource", "TestSpec", "LoadReport", "ZooError", "UnknownModelError",
-    "InvalidConfigError", "InputError", "CheckpointError", "CheckpointMismatchError",
-    "UnsafeCheckpointError", "PretrainedNotFoundError",
+    "ModelInfo", "WeightSource", "TestSpec", "LoadReport",
+    # every error the zoo raises on purpose is a ZooError; these name the kind
+    "ZooError", "UnknownModelError", "InvalidConfigError", "InvalidConfigFileError", "InputError", "DatasetError",
+    "PretrainedNotFoundError", "CheckpointError", "CheckpointMismatchError", "UnsafeCheckpointError",
+    "WeightsIntegrityError", "CheckpointValuesError", "CorruptCheckpointError", "ForeignCheckpointError",
+    "CheckpointFormatError", "WriteError",
 ]
