@@ -254,8 +254,6 @@ def _run(argv: list[str]) -> int:
     if argv and argv[0] in RECIPE_COMMANDS:
         return _cmd_recipe(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
-    if args.command in RECIPE_COMMANDS:  # reached only with options before the command
-        raise UsageError(f"options go after the command: zoo {args.command} NAME [options]")
     return {"list": _cmd_list, "info": _cmd_info, "predict": _cmd_predict}[args.command](args)
 
 
