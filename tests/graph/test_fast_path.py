@@ -196,3 +196,30 @@ def test_models_in_training_with_dropout_agree_in_distribution():
         assert set(kept.unique().tolist()) <= {0.0, 2.0 / 0.4}
         assert abs((kept != 0).float().mean().item() - 0.4) < 0.05
         assert (y[x == 0] == 0).all()
+
+
+@pytest.mark.parametrize("path", ["fast", "plain"])
+@pytest.mark.parametrize("density", [0.03, 0.5], ids=["sparse x", "dense x"])
+def test_per_head_input_dropout_draws_one_mask_per_head_on_both_paths(path, density):
+    """Every head sees the input through its own dropout mask, shared by GATv2's two projections;
+    kept entries are scaled by 1 / (1 - p), so the mean over many draws is the undropped output."""
+    heads, c, p = 3, 4, 0.5
+    g = torch.Generator().manual_seed(0)
+    x = torch.where(torch.rand(N, F_IN, generator=g) < density, torch.rand(N, F_IN, generator=g) + 0.5, 0.0)
+    layer = conv.GATv2Conv(F_IN, c, heads=heads, input_dropout=p, bias=False).train()
+    with torch.no_grad():
+        block = layer.lin_l.weight[:c].clone()
+        layer.lin_l.weight.copy_(block.repeat(heads, 1))  # every head the same weights...
+        layer.lin_r.weight.copy_(layer.lin_l.weight)  # ...in both projections
+        undropped = (x @ block.T).unsqueeze(1).expand(N, heads, c)
+    context = fast.plain if path == "plain" else torch.no_grad  # (a no-op beside the no_grad below)
+    torch.manual_seed(0)
+    with context(), torch.no_grad():
+        h_src, h_dst = layer._project(x, [layer.lin_l, layer.lin_r])
+        mean = sum(layer._project(x, [layer.lin_l])[0] for _ in range(300)) / 300
+    assert torch.equal(h_src, h_dst)  # one mask per head for both projections
+    assert not torch.allclose(h_src[:, 0], h_src[:, 1])  # but not one mask for all heads
+    torch.testing.assert_close(mean, undropped, atol=0.15, rtol=0.1)
+    layer.eval()
+    with context(), torch.no_grad():
+        torch.testing.assert_close(layer._project(x, [layer.lin_l])[0], undropped)
