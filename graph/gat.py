@@ -49,7 +49,8 @@ class GAT(nn.Module):
                  negative_slope: float = 0.2, edge_dim: int | None = None, attention_init: str = "per_head"):
         super().__init__()
         if attention_init not in ("per_head", "layer"):
-            raise InvalidConfigError(f"{self.name}: attention_init must be 'per_head' or 'layer', got {attention_init!r}")
+            raise InvalidConfigError(f"{self.name}: attention_init must be 'per_head' or 'layer', "
+                                     f"got {attention_init!r}")
         self._input_memo = NonzeroMemo()  # where the (bag-of-words) input features are nonzero
         self.in_channels, self.num_classes, self.dropout = in_channels, num_classes, dropout
         attention_dropout = dropout if attention_dropout is None else attention_dropout

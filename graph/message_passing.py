@@ -268,7 +268,8 @@ class MessagePassing(nn.Module):
     def __init__(self, aggr: str = "sum"):
         super().__init__()
         if aggr not in REDUCTIONS:
-            raise InvalidConfigError(f"{type(self).__name__}: aggr must be one of {', '.join(REDUCTIONS)}, got {aggr!r}")
+            raise InvalidConfigError(f"{type(self).__name__}: aggr must be one of {', '.join(REDUCTIONS)}, "
+                                     f"got {aggr!r}")
         self.aggr = aggr
 
     def preprocess(self, edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -284,12 +285,12 @@ class MessagePassing(nn.Module):
         if num_nodes < num_src and edge_index.numel() and int(edge_index[1].max()) >= num_nodes:
             raise InputError(f"{name}: edge_index targets node {int(edge_index[1].max())}, but the block has "
                              f"{num_nodes} target nodes.")
-        if edge_attr is not None:
-            if not isinstance(edge_attr, Tensor) or edge_attr.dim() == 0 or edge_attr.size(0) != edge_index.size(1):
-                got = f"{edge_attr.size(0) if edge_attr.dim() else 0} rows" if isinstance(edge_attr, Tensor) else \
-                    type(edge_attr).__name__
-                raise InputError(f"{name}: per-edge values must have one row per edge ({edge_index.size(1)}), "
-                                 f"got {got}.")
+        if edge_attr is not None and not (isinstance(edge_attr, Tensor) and edge_attr.is_floating_point()
+                                          and edge_attr.dim() > 0 and edge_attr.size(0) == edge_index.size(1)):
+            got = (f"{edge_attr.dtype} of shape {tuple(edge_attr.shape)}" if isinstance(edge_attr, Tensor)
+                   else type(edge_attr).__name__)
+            raise InputError(f"{name}: per-edge values (edge_weight / edge_attr) must be a floating tensor with one "
+                             f"row per edge ({edge_index.size(1)}), got {got}.")
         edge_index, edge_attr = self.preprocess(edge_index, num_nodes, edge_attr)
         return Graph(edge_index, edge_attr, num_src, num_nodes)
 

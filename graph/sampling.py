@@ -171,9 +171,10 @@ class NeighborSampler:
 
     def _check_seeds(self, seeds) -> Tensor:
         if not isinstance(seeds, Tensor) or seeds.dtype not in (torch.int64, torch.int32) or seeds.dim() != 1:
-            got = f"{seeds.dtype} tensor of shape {tuple(seeds.shape)}" if isinstance(seeds, Tensor) else type(seeds).__name__
-            raise InputError(f"NeighborSampler: seed nodes must be a 1-d integer tensor of node ids (or a boolean mask), "
-                             f"got {got}.")
+            got = (f"{seeds.dtype} tensor of shape {tuple(seeds.shape)}" if isinstance(seeds, Tensor)
+                   else type(seeds).__name__)
+            raise InputError("NeighborSampler: seed nodes must be a 1-d integer tensor of node ids (or a boolean "
+                             f"mask), got {got}.")
         n = self.adj.num_nodes
         if seeds.numel() and (int(seeds.min()) < 0 or int(seeds.max()) >= n):
             bad = int(seeds.min()) if int(seeds.min()) < 0 else int(seeds.max())

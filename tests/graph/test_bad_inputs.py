@@ -48,7 +48,8 @@ def test_edges_into_an_empty_graph_are_named():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
 def test_features_of_another_dtype_are_refused_clearly(name, dtype):
     x, ei = _graph()
-    with pytest.raises(InputError, match=rf"float32 weights but the node features are {dtype}.*x\.to\(torch\.float32\)"):
+    expected = rf"float32 weights but the node features are {dtype}.*x\.to\(torch\.float32\)"
+    with pytest.raises(InputError, match=expected):
         _model(name)(x.to(dtype), ei)
 
 
@@ -142,3 +143,14 @@ def test_gat_training_sees_features_edited_in_place():
     fresh = zoo.create("gat", in_channels=16, num_classes=3, dropout=1e-6).train()
     fresh.load_state_dict(model.state_dict())
     torch.testing.assert_close(out, fresh(x.clone(), ei))
+
+
+@pytest.mark.parametrize("bad", [torch.rand(89), torch.ones(90, dtype=torch.long), [0.5] * 90],
+                         ids=["one row short", "integer", "a list"])
+def test_per_edge_values_that_do_not_fit_are_named(bad):
+    x, ei = _graph()
+    with pytest.raises(InputError, match=r"per-edge values \(edge_weight / edge_attr\) must be a floating tensor "
+                                         r"with one row per edge \(90\)"):
+        conv.GCNConv(16, 4)(x, ei, bad)
+    with pytest.raises(InputError, match="one row per edge"):
+        conv.GATConv(16, 4, edge_dim=1)(x, ei, bad)
