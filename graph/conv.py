@@ -76,7 +76,7 @@ class GCNConv(MessagePassing):
 
     def reset_cache(self) -> None:
         self._cached_graph = None
-        self.__dict__.pop("_graph_memo", None)
+        fast.forget(self)
 
     def preprocess(self, edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None):
         if self.normalize:  # self-loops, then the symmetric normalisation as per-edge weights

@@ -117,6 +117,11 @@ def prepare(layer, edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None 
     return memo.get(edge_index, (num_nodes, num_src, options), build)
 
 
+def forget(layer) -> None:
+    """Drop the graph :func:`prepare` remembers for ``layer``."""
+    layer.__dict__.pop("_graph_memo", None)
+
+
 # ------------------------------------------------------------------------------------------------
 # CSR products
 # ------------------------------------------------------------------------------------------------
