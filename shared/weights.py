@@ -257,25 +257,30 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _integrity_error(path: Path, digest: str, expected: str, name: str, source: WeightSource) -> WeightsIntegrityError:
+def _integrity_error(what: str, digest: str, expected: str, name: str, source: WeightSource,
+                     downloaded: bool = False) -> WeightsIntegrityError:
     whole = "is" if len(expected) == 64 else "starts with"
     origin = source.url or (f"https://huggingface.co/{source.hf_hub_id}" if source.hf_hub_id else "its source")
+    local = f"pass pretrained='/path/to/{source.cache_filename or 'file'}'"
+    fix = (f"Nothing was saved. The server sent another file: try again later, or download {origin} "
+           f"yourself and {local}." if downloaded else
+           f"The file is corrupted, truncated or was replaced. Delete it and run again online to "
+           f"download it afresh, or download {origin} yourself and {local}.")
     return WeightsIntegrityError(
-        f"{path} is not the published checkpoint of {name}: its sha256 is {digest}, the registered one "
-        f"{whole} {expected}. The file is corrupted, truncated or was replaced. Delete it and run again "
-        f"online to download it afresh, or download {origin} yourself and pass "
-        f"pretrained='/path/to/{source.cache_filename or 'file'}'."
+        f"{what} is not the published checkpoint of {name}: its sha256 is {digest}, the registered one "
+        f"{whole} {expected}. {fix}"
     )
 
 
 def _verified(path: Path, name: str, source: WeightSource) -> Path:
     """``path`` if its sha256 matches the source's; a cache can hold a partial, corrupted or
-    substituted file under the expected name, and loading it must not look like success."""
+    substituted file under the expected name, and loading it must not look like success.
+    Hashing reads the file once more (about a second per GB), little next to deserialising it."""
     expected = source.expected_sha256
     if expected:
         digest = sha256_file(path)
         if not digest.startswith(expected):
-            raise _integrity_error(path, digest, expected, name, source)
+            raise _integrity_error(str(path), digest, expected, name, source)
     return path
 
 
@@ -300,11 +305,12 @@ def _hf_download(repo_id: str, filenames: tuple[str, ...], local_only: bool) -> 
     """Try each filename in a hub repo; return the first that resolves and what was tried."""
     from huggingface_hub import constants, hf_hub_download
 
+    tried = []
     if not local_only:
         why = _unreachable(constants.ENDPOINT)
-        if why:
-            return None, [f"hub: {constants.ENDPOINT}/{repo_id} (not tried: {why})"]
-    tried = []
+        if why:  # no network: the hub cache is all there is
+            tried.append(f"hub: {constants.ENDPOINT}/{repo_id} (not tried: {why})")
+            local_only = True
     for filename in filenames:
         try:
             path = hf_hub_download(repo_id, filename, local_files_only=local_only, etag_timeout=NETWORK_TIMEOUT_S)
@@ -350,7 +356,8 @@ def _download(url: str, target: Path, name: str, source: WeightSource) -> Path:
                     bar.update(len(chunk))
         expected = source.expected_sha256
         if expected and not digest.hexdigest().startswith(expected):
-            raise _integrity_error(Path(url), digest.hexdigest(), expected, name, source)
+            raise _integrity_error(f"The download of {url}", digest.hexdigest(), expected, name, source,
+                                   downloaded=True)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
@@ -402,7 +409,7 @@ def resolve_source(arch: str, source: WeightSource) -> Path:
                 tried.append(f"url: {source.url} ({type(exc).__name__}: {exc})")
     origin = source.url or f"{hub_names[0]} from https://huggingface.co/{source.hf_hub_id}"
     raise PretrainedNotFoundError(
-        f"No weights found for {name}. Looked in:\n  " + "\n  ".join(tried)
+        f"No weights found for {name}. Looked in:\n  " + "\n  ".join(dict.fromkeys(tried))
         + f"\nDownload {origin} on a machine with access and either put it at {ours[0]} "
         f"or pass pretrained='/path/to/{ours[0].name}'."
     )

@@ -102,16 +102,21 @@ def test_cached_file_that_does_not_match_is_refused(reference, zoo_cache, tmp_pa
     assert "Delete it" in msg and "pretrained='/path/to/" in msg
 
 
+def _hub_cache_with(root, repo_id, state):
+    """A Hugging Face cache holding ``repo_id``'s model.safetensors, as huggingface_hub lays it out."""
+    snap = root / ("models--" + repo_id.replace("/", "--")) / "snapshots" / "0123456789abcdef"
+    snap.mkdir(parents=True)
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("0123456789abcdef")
+    save_file({k: v.contiguous() for k, v in state.items()}, snap / "model.safetensors")
+    return snap / "model.safetensors"
+
+
 def test_hub_file_is_checked_against_a_registered_full_hash(reference, zoo_cache, tmp_path, monkeypatch):
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    snap = tmp_path / "hub" / "models--someorg--r18" / "snapshots" / "0123456789abcdef"
-    snap.mkdir(parents=True)
-    (snap.parents[1] / "refs").mkdir()
-    (snap.parents[1] / "refs" / "main").write_text("0123456789abcdef")
-    save_file({k: v.contiguous() for k, v in reference.state_dict().items()}, snap / "model.safetensors")
-    good = sha256_file(snap / "model.safetensors")
+    good = sha256_file(_hub_cache_with(tmp_path / "hub", "someorg/r18", reference.state_dict()))
     _replace_source(monkeypatch, "resnet18", "tv_in1k", url=None, hf_hub_id="someorg/r18", sha256=good)
     _assert_weights(_small(pretrained=True), reference)
     _replace_source(monkeypatch, "resnet18", "tv_in1k", url=None, hf_hub_id="someorg/r18", sha256="0" * 64)
@@ -171,7 +176,9 @@ def test_url_without_network_gives_up_in_seconds(zoo_cache, monkeypatch, online)
     listener.listen(8)  # never accepted: the kernel completes the handshake, nothing is ever sent
     port = listener.getsockname()[1]
     # without a timeout the download would wait forever: end it after 20 s so the test still fails
-    threading.Timer(20, listener.close).start()
+    stopper = threading.Timer(20, listener.close)
+    stopper.daemon = True
+    stopper.start()
     monkeypatch.setattr(weights, "NETWORK_TIMEOUT_S", 0.5)
     url = f"http://127.0.0.1:{port}/r18-0123abcd.pth"
     _replace_source(monkeypatch, "resnet18", "tv_in1k", url=url)
@@ -180,15 +187,18 @@ def test_url_without_network_gives_up_in_seconds(zoo_cache, monkeypatch, online)
         with pytest.raises(zoo.PretrainedNotFoundError) as err:
             _small(pretrained=True)
     finally:
+        stopper.cancel()
         listener.close()
     assert time.monotonic() - start < 10
     msg = str(err.value)
     assert f"url: {url}" in msg and "timed out" in msg and "pretrained='/path/to/r18-0123abcd.pth'" in msg
 
 
-def test_hub_without_network_gives_up_in_seconds(zoo_cache, monkeypatch, online):
+def test_hub_without_network_gives_up_in_seconds(reference, zoo_cache, tmp_path, monkeypatch, online):
     """huggingface_hub alone retries an unreachable host with back-off (about 25 s per file here)."""
     from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
 
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
@@ -207,6 +217,11 @@ def test_hub_without_network_gives_up_in_seconds(zoo_cache, monkeypatch, online)
     assert "unreachable" in msg and f"127.0.0.1:{port}" in msg
     source = get_entry(arch).weights[get_entry(arch).default_tag]
     assert f"put it at {zoo_cache_paths(arch, source)[0]} " in msg
+    # what the hub cache already holds still loads, without waiting for the network either
+    _hub_cache_with(tmp_path / "hub", "someorg/r18", reference.state_dict())
+    start = time.monotonic()
+    _assert_weights(_small(pretrained="hf-hub:someorg/r18"), reference)
+    assert time.monotonic() - start < 8
 
 
 # -- (c) values the model cannot compute with ---------------------------------------------------------------

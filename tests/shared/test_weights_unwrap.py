@@ -68,6 +68,7 @@ def test_ddp_wrapped_model(reference, tmp_path, process_group):
     assert model.load_report.unwrapped == ["stripped prefix 'module.'"]
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_model_and_compiled_ddp(reference, tmp_path, process_group):
     compiled = torch.compile(reference)  # wrapping only: nothing is compiled until it runs
     torch.save(compiled.state_dict(), tmp_path / "compiled.pth")
@@ -100,8 +101,15 @@ def test_averaged_model_drops_its_counter(reference, tmp_path):
         "stripped prefix 'module.'", "ignored 1 entry outside 'module.': n_averaged"]
 
 
-def test_our_model_ema(reference, tmp_path):
-    ema = ModelEMA(reference, decay=0.5)
+def _timm_ema(model, decay):
+    from timm.utils import ModelEmaV3  # timm is a dependency; its EMA saves module.* like ours
+
+    return ModelEmaV3(model, decay=decay)
+
+
+@pytest.mark.parametrize("make_ema", [ModelEMA, _timm_ema], ids=["ours", "timm"])
+def test_ema_wrappers(reference, tmp_path, make_ema):
+    ema = make_ema(reference, decay=0.5)
     with torch.no_grad():
         for p in reference.parameters():
             p.mul_(2)
