@@ -292,7 +292,7 @@ class NonzeroMemo:
     remembered positions), a search when that fails, and the values are read again. An edit that
     bypasses the version counter (through ``.data`` or a numpy array sharing the memory) is not seen,
     as autograd does not see it either: catching it would cost a pass over ``x`` on every training
-    step, a third of a GCN step on Cora.
+    step, the work the memo exists to save.
     """
 
     def __init__(self) -> None:
