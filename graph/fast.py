@@ -58,7 +58,27 @@ def plain() -> Iterator[None]:
 # ------------------------------------------------------------------------------------------------
 
 
-class GraphMemo:
+class _Memo:
+    """Something remembered across calls. A model holding memos stays picklable and deep-copyable;
+    the copies start empty."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        raise NotImplementedError
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.clear()
+
+    def __deepcopy__(self, memo: dict) -> "_Memo":
+        return type(self)()
+
+
+class GraphMemo(_Memo):
     """The result of ``fn()`` for the last ``(edge_index, key)`` seen.
 
     A hit needs an ``edge_index`` equal in value to the remembered one (a copy is kept and compared,
@@ -66,9 +86,6 @@ class GraphMemo:
     numpy array sharing its memory, none of which a cache keyed on the tensor object would see — is
     prepared again.
     """
-
-    def __init__(self) -> None:
-        self.clear()
 
     def clear(self) -> None:
         self._edges: Tensor | None = None
@@ -85,16 +102,6 @@ class GraphMemo:
         value = fn()
         self._edges, self._key, self._value = edge_index.detach().clone(), key, value
         return value
-
-    # a model with a memo stays picklable / deep-copyable; the memo starts empty again
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.clear()
-
-    def __deepcopy__(self, memo: dict) -> "GraphMemo":
-        return GraphMemo()
 
 
 def prepare(layer, edge_index: Tensor, num_nodes: int, edge_attr: Tensor | None = None,
@@ -283,7 +290,7 @@ _SAME_SIZE_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch.
                   torch.bfloat16: torch.int16}
 
 
-class NonzeroMemo:
+class NonzeroMemo(_Memo):
     """Where the last mostly-zero feature matrix seen had its nonzeros.
 
     They are reused without looking at ``x`` again while it is the same tensor at the same version
@@ -295,24 +302,12 @@ class NonzeroMemo:
     step, the work the memo exists to save.
     """
 
-    def __init__(self) -> None:
-        self.clear()
-
     def clear(self) -> None:
         self._ref: weakref.ref | None = None  # the tensor the positions were checked on, and its version
         self._version = -1
         self._key: Any = None
         self._found: tuple[Tensor, Tensor, Tensor] | None = None  # flat (row-major) positions, rows, cols
         self._values: Tensor | None = None
-
-    def __getstate__(self) -> dict:
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.clear()
-
-    def __deepcopy__(self, memo: dict) -> "NonzeroMemo":
-        return NonzeroMemo()
 
 
 def _version(x: Tensor) -> int:
