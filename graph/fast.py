@@ -286,10 +286,6 @@ def spmm(graph: Graph, values: Tensor | None, x: Tensor) -> Tensor:
 # Sparse dropout
 # ------------------------------------------------------------------------------------------------
 
-_SAME_SIZE_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
-                  torch.bfloat16: torch.int16}
-
-
 class NonzeroMemo(_Memo):
     """Where the last mostly-zero feature matrix seen had its nonzeros.
 
@@ -306,7 +302,7 @@ class NonzeroMemo(_Memo):
         self._ref: weakref.ref | None = None  # the tensor the positions were checked on, and its version
         self._version = -1
         self._key: Any = None
-        self._found: tuple[Tensor, Tensor, Tensor] | None = None  # flat (row-major) positions, rows, cols
+        self._found: tuple[Tensor, Tensor] | None = None  # rows, cols of the nonzeros
         self._values: Tensor | None = None
 
 
@@ -318,35 +314,30 @@ def _version(x: Tensor) -> int:
 
 
 def _nonzeros(x: Tensor, memo: NonzeroMemo | None) -> tuple[Tensor, Tensor, Tensor] | None:
-    """``(rows, cols, values)`` of the nonzeros of a mostly-zero ``x``; None when over 10% are nonzero.
-
-    Zero means all bits zero (a ``-0.0`` counts as nonzero and is dropped like any other entry).
-    """
-    if not x.is_contiguous() or x.dtype not in _SAME_SIZE_INT:
+    """``(rows, cols, values)`` of the nonzeros of a mostly-zero 2-d ``x``; None when over 10% are nonzero."""
+    if x.dim() != 2 or not x.is_contiguous():
         return None
     key, version = (x.shape, x.dtype, x.device), _version(x)
     same = memo is not None and memo._key == key and memo._ref is not None and memo._ref() is x
     if same and memo._version == version >= 0:  # the same tensor, not edited since
-        return None if memo._found is None else (memo._found[1], memo._found[2], memo._values)
+        return None if memo._found is None else (*memo._found, memo._values)
     found = memo._found if memo is not None and memo._key == key else None
-    bits = x.view(_SAME_SIZE_INT[x.dtype]).view(-1)
-    count = int(torch.count_nonzero(bits))
-    if found is not None and (found[0].numel() != count or not bool(bits.index_select(0, found[0]).ne(0).all())):
-        found = None  # edited since it was remembered: find the nonzeros again
+    if found is not None:  # another tensor, or this one edited: are the nonzeros still exactly there?
+        rows, cols = found
+        if int(torch.count_nonzero(x)) != rows.numel() or not bool(x[rows, cols].ne(0).all()):
+            found = None
     if found is None:
-        if count > 0.1 * x.numel():
+        if (x != 0).sum().item() > 0.1 * x.numel():
             if memo is not None:  # not sparse: remember that
                 memo._key, memo._found, memo._values = key, None, None
                 memo._ref, memo._version = weakref.ref(x), version
             return None
-        flat = bits.nonzero().view(-1)
-        found = (flat, flat // x.size(1), flat % x.size(1))
-    flat, rows, cols = found
-    values = x.view(-1).index_select(0, flat)
+        found = x.nonzero(as_tuple=True)
+    values = x[found]
     if memo is not None:
         memo._key, memo._found, memo._values = key, found, values
         memo._ref, memo._version = weakref.ref(x), version
-    return rows, cols, values
+    return (*found, values)
 
 
 def sparse_dropout(x: Tensor, p: float, training: bool, memo: NonzeroMemo | None = None) -> Tensor:
