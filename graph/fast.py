@@ -286,6 +286,7 @@ def spmm(graph: Graph, values: Tensor | None, x: Tensor) -> Tensor:
 # Sparse dropout
 # ------------------------------------------------------------------------------------------------
 
+
 class NonzeroMemo(_Memo):
     """Where the last mostly-zero feature matrix seen had its nonzeros.
 
