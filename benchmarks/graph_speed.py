@@ -1,6 +1,6 @@
 """Speed of our graph layers against PyG's, measured in the same process, interleaved.
 
-    .venv/bin/python benchmarks/graph_speed.py              # Cora if ../shared/data/planetoid exists
+    .venv/bin/python benchmarks/graph_speed.py              # Cora from --data-dir or $ZOO_DATA/planetoid
     .venv/bin/python benchmarks/graph_speed.py --repeats 30 --gat-epochs 200
 
 Reports the median forward + backward time of GCNConv(1433 -> 16) and GATConv(1433 -> 8x8 heads)
@@ -29,22 +29,12 @@ import torch_geometric.nn as pyg_nn  # noqa: E402
 import zoo  # noqa: E402
 from graph import conv as ours  # noqa: E402
 from graph.data import load_planetoid  # noqa: E402
+from shared.data_paths import data_root  # noqa: E402
+from tests.reference import pyg_models  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "planetoid"
 
 
-class PygGAT(torch.nn.Module):
-    """The paper's Cora GAT from PyG's layers, written like PyG's own example."""
-
-    def __init__(self, cin, classes):
-        super().__init__()
-        self.conv1 = pyg_nn.GATConv(cin, 8, heads=8, dropout=0.6)
-        self.conv2 = pyg_nn.GATConv(64, classes, heads=1, concat=False, dropout=0.6)
-
-    def forward(self, x, edge_index):
-        x = F.dropout(x, 0.6, self.training)
-        x = F.elu(self.conv1(x, edge_index))
-        return self.conv2(F.dropout(x, 0.6, self.training), edge_index)
+PygGAT = pyg_models()["gat"]
 
 
 def fwd_bwd(layer, x, edge_index):
@@ -76,10 +66,12 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--gat-epochs", type=int, default=200)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--data-dir", default=None, help="Planetoid raw files (default: $ZOO_DATA/planetoid, "
+                                                    "then the zoo cache)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = load_planetoid("cora", DATA, download=False)
+    data = load_planetoid("cora", data_root("planetoid", args.data_dir), download=False)
     x, ei = data.x, data.edge_index
     print(f"Cora: {data.num_nodes} nodes, {data.num_edges} edges; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads")

@@ -19,30 +19,10 @@ def _graph(n=30, feats=16, edges=90, seed=0):
 
 
 def _pyg_models():
-    pyg_nn = pytest.importorskip("torch_geometric.nn", reason="torch_geometric is the parity reference")
+    pytest.importorskip("torch_geometric.nn", reason="torch_geometric is the parity reference")
+    from tests.reference import pyg_models
 
-    class PygGAT(torch.nn.Module):
-        def __init__(self, cin, classes):
-            super().__init__()
-            self.conv1 = pyg_nn.GATConv(cin, 8, heads=8, dropout=0.6)
-            self.conv2 = pyg_nn.GATConv(64, classes, heads=1, concat=False, dropout=0.6)
-
-        def forward(self, x, ei):
-            x = F.dropout(x, 0.6, self.training)
-            x = F.elu(self.conv1(x, ei))
-            return self.conv2(F.dropout(x, 0.6, self.training), ei)
-
-    class PygGCN(torch.nn.Module):
-        def __init__(self, cin, classes):
-            super().__init__()
-            self.conv1 = pyg_nn.GCNConv(cin, 16)
-            self.conv2 = pyg_nn.GCNConv(16, classes)
-
-        def forward(self, x, ei):
-            x = F.relu(self.conv1(F.dropout(x, 0.5, self.training), ei))
-            return self.conv2(F.dropout(x, 0.5, self.training), ei)
-
-    return {"gat": PygGAT, "gcn": PygGCN}
+    return pyg_models()
 
 
 def _cora_or_random(shared_data_dir):
