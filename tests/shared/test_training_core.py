@@ -550,3 +550,16 @@ def test_an_unwritable_output_directory_fails_before_training(tmp_path):
         Trainer(make_mlp(), task, make_data(), config=TrainConfig(output_dir=str(tmp_path / "file" / "run"),
                                                                   **QUIET)).fit()
     assert calls == []
+
+
+def test_no_progress_keeps_the_metric_lines(capsys):
+    # Logs written under nohup or CI keep the training history: progress=False removes the bar only.
+    data = make_data(n=16)
+    cfg = TrainConfig(epochs=2, batch_size=8, **{**QUIET, "verbose": True})
+    Trainer(make_mlp(), ClassificationTask(), data, data, cfg).fit()
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if line.startswith("epoch ")]
+    assert [line.split(" (")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert "val/acc" in lines[0] and "it/s" not in out.err + out.out  # no bar drawn
+    Trainer(make_mlp(), ClassificationTask(), data, data, TrainConfig(epochs=1, batch_size=8, **QUIET)).fit()
+    assert capsys.readouterr().out == ""  # verbose=False is the way to silence them
