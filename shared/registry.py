@@ -20,11 +20,16 @@ never writes to it. :func:`reset_classifier` changes a built model's head and th
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import fnmatch
 import inspect
+import math
+import numbers
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -129,6 +134,200 @@ class ModelEntry:
     # that option (e.g. ViT's img_size resamples the position embedding); the note is reported.
     adapters: dict[str, Callable[[dict, Any], tuple[dict, str | None]]] = field(default_factory=dict)
     test: TestSpec | None = None
+    # the family's rules beyond the option types (see "What a model's options may be" below)
+    ranges: dict[str, "Range"] = field(default_factory=dict)
+    checks: tuple[Callable[[dict], str | None], ...] = ()
+
+
+# ------------------------------------------------------------------------------------------------
+# What a model's options may be
+#
+# Every option is checked before anything is built: its type against the builder's annotation (or,
+# unannotated, its default's type), then its range, then the family's cross-option checks. A family
+# declares its rules once, beside its variant table: ``ranges={"layers": AT_LEAST_ONE}`` and
+# ``checks=[fn]`` where ``fn(config) -> message | None`` sees the whole config (builder defaults
+# filled in). Ranges that hold for an option name in every family (class counts, channels, drop
+# probabilities) are :data:`COMMON_RANGES`, so a family that declares nothing is still checked.
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric option may take: ``low <= value <= high`` (None: unbounded; with
+    ``open_low`` the low end is excluded). A list option (ResNet's ``layers``, ViT's ``img_size=(h,
+    w)``) is checked entry by entry."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    note: str = ""  # said after the rule: "(0: no classifier)"
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and not (value > self.low if self.open_low else value >= self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        if self.low is not None and self.high is not None:
+            text = f"from {self.low} to {self.high}"
+        elif self.low is not None:
+            text = f"> {self.low}" if self.open_low else f">= {self.low}"
+        elif self.high is not None:
+            text = f"<= {self.high}"
+        else:
+            text = "any number"
+        return f"{text} {self.note}" if self.note else text
+
+
+AT_LEAST_ONE = Range(1)
+POSITIVE = Range(0, open_low=True)
+PROBABILITY = Range(0.0, 1.0, note="(a probability)")
+
+COMMON_RANGES: dict[str, Range] = {
+    "num_classes": Range(0, note="(0: no classifier)"),
+    **dict.fromkeys(("depth", "patch_size", "img_size"), AT_LEAST_ONE),
+}
+# By the end of the name, in every family: sizes and counts (in_chans, hidden_channels, embed_dim,
+# edge_dim, num_heads, num_layers, ResNet's per-stage layers) are at least 1; drop rates and dropout
+# probabilities (drop_rate, drop_path_rate, attention_dropout, hidden_dropout_prob) are probabilities.
+_NAME_RANGES = (
+    (re.compile(r"(^|_)(chans|channels|dim|heads|layers)$"), AT_LEAST_ONE),
+    (re.compile(r"(^|_)(dropout|drop_rate|drop_path_rate|prob)$"), PROBABILITY),
+)
+_EMPTY = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class _Option:
+    hint: Any  # the annotation, else the default's type, else _EMPTY (anything goes)
+    default: Any
+
+
+def _declared_options(builder: Callable) -> tuple[dict[str, _Option], bool] | None:
+    """The builder's keyword options and whether it also takes ``**kwargs``; None when its
+    signature cannot be read (a builtin), so nothing can be checked against it."""
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return None
+    try:
+        hints = typing.get_type_hints(builder.__init__ if isinstance(builder, type) else builder)
+    except Exception:  # an annotation that does not evaluate: fall back to the defaults' types
+        hints = {}
+    options, takes_kwargs = {}, False
+    for name, p in params.items():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            takes_kwargs = True
+        elif p.kind is not inspect.Parameter.VAR_POSITIONAL:
+            hint = hints.get(name, _EMPTY)
+            if hint is _EMPTY and type(p.default) in (bool, int, float, str):
+                hint = type(p.default)
+            options[name] = _Option(hint, p.default)
+    return options, takes_kwargs
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the annotated type. bool is not an int here, an int is a float, a
+    list stands for a tuple (JSON has no tuples); an annotation this does not model lets anything pass."""
+    if hint is Any or hint is _EMPTY:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    container = origin or hint
+    if container in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple)):
+            return False
+        if container is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(map(_matches, value, args))
+        return not args or all(_matches(v, args[0]) for v in value)
+    if container in (dict, collections.abc.Mapping):
+        return isinstance(value, Mapping)
+    return not isinstance(container, type) or isinstance(value, container)
+
+
+def _describe(hint: Any) -> str:
+    """``int | None`` -> "an int or None"."""
+    simple = {bool: "True or False", int: "an int", float: "a number", str: "a string", type(None): "None"}
+    if hint in simple:
+        return simple[hint]
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(a) for a in args))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if (origin or hint) in (list, tuple, collections.abc.Sequence):
+        if (origin or hint) is tuple and args and args[-1] is not Ellipsis:
+            return f"a list of {len(args)} values ({', '.join(_describe(a) for a in args)})"
+        return f"a list of {getattr(args[0], '__name__', args[0])}" if args else "a list"
+    return f"a {getattr(hint, '__name__', hint)}"
+
+
+def _show(value: Any) -> str:
+    import reprlib
+
+    return f"{reprlib.repr(value)} ({type(value).__name__})"
+
+
+def _plain(value: Any) -> Any:
+    """numpy / torch-style scalars as plain ints and floats, so the config stays JSON."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _range_problem(value: Any, rule: Range) -> str | None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if isinstance(v, numbers.Real) and not isinstance(v, bool) and not rule.admits(v):
+            each = " (every entry)" if isinstance(value, (list, tuple)) else ""
+            return f"must be {rule}{each}, got {value!r}"
+    return None
+
+
+def check_config(entry: ModelEntry, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` checked against the builder's declared options and the family's rules, before
+    anything is built. Returns it with numpy-style scalars made plain; raises an InvalidConfigError
+    that names the first option at fault and what it may be."""
+    declared = _declared_options(entry.builder)
+    options = declared[0] if declared else {}
+    ranges = {**COMMON_RANGES, **entry.ranges}
+    checked = {}
+    for key, value in config.items():
+        hint = options[key].hint if key in options else _EMPTY
+        if not _matches(value, hint):
+            raise InvalidConfigError(f"{entry.name}: {key} must be {_describe(hint)}, got {_show(value)}.")
+        value = _plain(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidConfigError(f"{entry.name}: {key} must be a finite number, got {value!r}.")
+        rule = ranges.get(key) or next((r for pattern, r in _NAME_RANGES if pattern.search(key)), None)
+        problem = rule and _range_problem(value, rule)
+        if problem:
+            raise InvalidConfigError(f"{entry.name}: {key} {problem}.")
+        checked[key] = value
+    if entry.checks:
+        full = {k: o.default for k, o in options.items() if o.default is not _EMPTY} | checked
+        for check in entry.checks:
+            problem = check(full)
+            if problem:
+                raise InvalidConfigError(f"{entry.name}: {problem}")
+    return checked
 
 
 @dataclass
@@ -159,6 +358,12 @@ def _jsonable(value):
     return value
 
 
+_NAME = re.compile(r"[a-z][a-z0-9_]*")  # resnet50, vit_small_patch16_224
+# zoo.create's own arguments: a builder option of one of these names could never be passed
+CREATE_OPTIONS = ("name", "pretrained", "features_only", "out_indices", "allow_nonfinite")
+_TAG = re.compile(r"[a-z0-9][a-z0-9_]*")  # tv_in1k, augreg_in21k_ft_in1k
+
+
 def register_model(
     name: str,
     builder: Callable[..., Any],
@@ -175,18 +380,80 @@ def register_model(
     first_conv: str | None = None,
     adapters: Mapping[str, Callable[[dict, Any], tuple[dict, str | None]]] | None = None,
     test: TestSpec | None = None,
+    ranges: Mapping[str, Range] | None = None,
+    checks: Sequence[Callable[[dict], str | None]] = (),
 ) -> ModelEntry:
-    """Add an architecture to the registry. ``builder(**config)`` must return an ``nn.Module``."""
-    if name != name.lower() or "." in name:
-        raise ValueError(f"model names are lowercase with no '.', got {name!r} (tags go in WeightSource)")
+    """Add an architecture to the registry. ``builder(**config)`` must return an ``nn.Module``.
+
+    ``ranges`` / ``checks`` are the family's rules for its options (see :func:`check_config`).
+    Everything is checked here, so a malformed registration fails at import, naming the model:
+    the name (lowercase ``arch``; a ``.tag`` belongs to a WeightSource), a callable builder, the
+    default config against the builder's signature and rules, unique tags; a name is never
+    registered twice."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidConfigError(f"register_model: a model needs a name, got {name!r}.")
+    if "." in name:
+        raise InvalidConfigError(
+            f"register_model: {name!r}: register the architecture alone ({name.split('.')[0]!r}); a '.tag' names "
+            "a pretrained source: pass it as weights=[WeightSource(tag=...)].")
+    if not _NAME.fullmatch(name):
+        raise InvalidConfigError(
+            f"register_model: {name!r} is not a model name: lowercase letters, digits and '_', starting with a "
+            "letter (e.g. 'resnet50', 'vit_small_patch16_224').")
     if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].builder!r})")
-    tags = {w.tag: w for w in weights}
+        raise InvalidConfigError(
+            f"register_model: model {name!r} is already registered (by {_REGISTRY[name].builder!r}); "
+            "a name is registered once: pick another name.")
+    if not callable(builder):
+        raise InvalidConfigError(
+            f"register_model: {name}: the builder must be a class or function returning an nn.Module, "
+            f"got {_show(builder)}.")
+    for what, value in (("domain", domain), ("task", task)):
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidConfigError(f"register_model: {name}: {what} must be a non-empty string, got {value!r}.")
+    tags: dict[str, WeightSource] = {}
+    for source in weights:
+        if not isinstance(source, WeightSource):
+            raise InvalidConfigError(f"register_model: {name}: weights must be WeightSource rows, got {_show(source)}.")
+        if not isinstance(source.tag, str) or not _TAG.fullmatch(source.tag):
+            raise InvalidConfigError(
+                f"register_model: {name}: weight tag {source.tag!r} is not a tag: lowercase letters, digits and "
+                "'_' (e.g. 'tv_in1k').")
+        if source.tag in tags:
+            raise InvalidConfigError(
+                f"register_model: {name}: two weight sources are tagged {source.tag!r}; a tag names one source.")
+        tags[source.tag] = source
+    if default_tag is not None and default_tag not in tags:
+        raise InvalidConfigError(
+            f"register_model: {name}: default_tag {default_tag!r} is not one of its tags ({', '.join(tags) or 'none'}).")
+    config = _jsonable(dict(config or {}))
+    declared = _declared_options(builder)
+    if declared is not None:
+        options, takes_kwargs = declared
+        unknown = [k for k in [*config, *(ranges or {})] if k not in options]
+        if unknown and not takes_kwargs:
+            raise InvalidConfigError(
+                f"register_model: {name}: {', '.join(map(repr, dict.fromkeys(unknown)))} is not an argument of "
+                f"{getattr(builder, '__name__', builder)} (its arguments: {', '.join(options) or 'none'}).")
+        taken = [k for k in options if k in CREATE_OPTIONS]
+        if taken:
+            raise InvalidConfigError(
+                f"register_model: {name}: {getattr(builder, '__name__', builder)} takes {', '.join(map(repr, taken))}, "
+                f"which zoo.create keeps for itself ({', '.join(CREATE_OPTIONS)}): rename the argument.")
+        required = [k for k, o in options.items() if o.default is _EMPTY and k not in config]
+        if required:
+            raise InvalidConfigError(
+                f"register_model: {name}: {getattr(builder, '__name__', builder)} needs {', '.join(required)}, "
+                "which has no default: give it in the registered config.")
+    for check in checks:
+        if not callable(check):
+            raise InvalidConfigError(f"register_model: {name}: checks must be functions config -> message | None, "
+                                     f"got {_show(check)}.")
     entry = ModelEntry(
         name=name,
         builder=builder,
-        config=_jsonable(dict(config or {})),
-        domain=domain,
+        config=config,
+        domain=domain.strip().lower(),
         task=task,
         paper=paper,
         inputs=inputs,
@@ -197,13 +464,21 @@ def register_model(
         first_conv=first_conv,
         adapters=dict(adapters or {}),
         test=test,
+        ranges=dict(ranges or {}),
+        checks=tuple(checks),
     )
+    try:
+        entry.config = check_config(entry, config)
+    except InvalidConfigError as exc:
+        raise InvalidConfigError(f"register_model: the default config is refused: {exc}") from None
     _REGISTRY[name] = entry
     return entry
 
 
 def split_name(name: str) -> tuple[str, str | None]:
     """``"resnet50.tv_in1k"`` -> ``("resnet50", "tv_in1k")``."""
+    if not isinstance(name, str):
+        raise InvalidConfigError(f"a model name is a string such as 'resnet50', got {_show(name)}.")
     arch, _, tag = name.strip().lower().partition(".")
     return arch, (tag or None)
 
@@ -231,7 +506,7 @@ def list_models(pattern: str | None = None, domain: str | None = None, pretraine
     """Registered names, sorted; ``pattern`` is a shell wildcard (``"resnet*"``)."""
     names = []
     for name, entry in sorted(_REGISTRY.items()):
-        if domain is not None and entry.domain != domain:
+        if domain is not None and entry.domain != str(domain).strip().lower():
             continue
         if pretrained:
             names += [f"{name}.{tag}" for tag in entry.weights]
@@ -243,17 +518,16 @@ def list_models(pattern: str | None = None, domain: str | None = None, pretraine
 
 
 def build_config(entry: ModelEntry, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The registered default config with the user's overrides, checked against the builder."""
-    params = inspect.signature(entry.builder).parameters
-    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if not takes_kwargs:
-        unknown = [k for k in overrides if k not in params]
+    """The registered default config with the user's overrides, checked against the builder
+    (unknown options, types) and the family's rules (ranges, checks) before anything is built."""
+    declared = _declared_options(entry.builder)
+    if declared is not None and not declared[1]:
+        unknown = [k for k in overrides if k not in declared[0]]
         if unknown:
-            options = ", ".join(k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
             raise InvalidConfigError(
-                f"{entry.name} does not take {', '.join(map(repr, unknown))}. Its options are: {options}."
+                f"{entry.name} does not take {', '.join(map(repr, unknown))}. Its options are: {', '.join(declared[0])}."
             )
-    return {**entry.config, **_jsonable(dict(overrides))}
+    return check_config(entry, {**entry.config, **_jsonable(dict(overrides))})
 
 
 def build(entry: ModelEntry, config: Mapping[str, Any]):

@@ -26,7 +26,7 @@ from torch import nn
 from shared.errors import InvalidConfigError
 from shared.features import take_indices
 from shared.layers import ConvNormAct, SqueezeExcitation, checkpoint_seq
-from shared.registry import Variant, register_model
+from shared.registry import POSITIVE, Variant, register_model
 
 from .common import (IMAGENET_MEAN, IMAGENET_STD, check_images, classifier_test_spec, data_config,
                      torchvision_weights)
@@ -294,6 +294,7 @@ FAMILY = dict(
     classifier="classifier.3",
     first_conv="features.0.0.weight",
     test=classifier_test_spec(dict(width_mult=0.25, num_classes=5)),
+    ranges={"width_mult": POSITIVE},
 )
 
 for _name, _v in VARIANTS.items():

@@ -21,7 +21,7 @@ from torch import nn
 from shared.errors import InvalidConfigError
 from shared.features import take_indices
 from shared.layers import checkpoint_seq
-from shared.registry import Variant, register_model
+from shared.registry import AT_LEAST_ONE, Variant, register_model
 
 from .common import (IMAGENET_MEAN, IMAGENET_STD, check_images, classifier_test_spec, data_config,
                      torchvision_weights)
@@ -292,6 +292,8 @@ FAMILY = dict(
     classifier="fc",
     first_conv="conv1.weight",
     test=classifier_test_spec(dict(layers=[1, 1, 1, 1], base_channels=16, num_classes=7)),
+    # layers, base_channels and in_chans are counts by the registry's common rules
+    ranges={"groups": AT_LEAST_ONE, "width_per_group": AT_LEAST_ONE},
 )
 
 for _name, _v in VARIANTS.items():

@@ -34,7 +34,7 @@ from shared.errors import InputError, InvalidConfigError
 from shared.features import take_indices
 from shared.layers import (DropPath, Mlp, attention, checkpoint_seq, init_weights_vit_style, merge_heads,
                            resample_abs_pos_embed, split_heads, trunc_normal_)
-from shared.registry import Variant, WeightSource, register_model
+from shared.registry import POSITIVE, Variant, WeightSource, register_model
 
 from .common import (INCEPTION_MEAN, INCEPTION_STD, check_images, classifier_test_spec, data_config,
                      torchvision_weights)
@@ -49,6 +49,25 @@ def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     if len(v) != 2:
         raise InvalidConfigError(f"expected an int or (height, width), got {v}")
     return v
+
+
+def config_problem(cfg: dict) -> str | None:
+    """What is wrong with a ViT config (None: nothing). The registry runs it before building (the
+    family's ``checks``); the constructor runs it again for direct use."""
+    if cfg["global_pool"] not in ("token", "avg"):
+        return f"global_pool must be 'token' or 'avg', got {cfg['global_pool']!r}"
+    if cfg["global_pool"] == "token" and not cfg["class_token"]:
+        return "global_pool='token' needs class_token=True; use global_pool='avg' without a class token"
+    try:
+        img_hw, patch_hw = _pair(cfg["img_size"]), _pair(cfg["patch_size"])
+    except InvalidConfigError as exc:
+        return f"img_size / patch_size: {exc}"
+    if img_hw[0] % patch_hw[0] or img_hw[1] % patch_hw[1]:
+        return (f"img_size {img_hw} is not divisible by patch_size {patch_hw}: "
+                "pick an image size that is a multiple of the patch size")
+    if cfg["embed_dim"] % cfg["num_heads"]:
+        return f"embed_dim ({cfg['embed_dim']}) must be a multiple of num_heads ({cfg['num_heads']})"
+    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,19 +160,11 @@ class VisionTransformer(nn.Module):
                  drop_rate: float = 0.0, pos_drop_rate: float = 0.0, proj_drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0, dynamic_img_size: bool = False):
         super().__init__()
-        if global_pool not in ("token", "avg"):
-            raise InvalidConfigError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
-        if global_pool == "token" and not class_token:
-            raise InvalidConfigError(
-                "global_pool='token' needs class_token=True; use global_pool='avg' without a class token")
+        problem = config_problem(dict(global_pool=global_pool, class_token=class_token, img_size=img_size,
+                                      patch_size=patch_size, embed_dim=embed_dim, num_heads=num_heads))
+        if problem:
+            raise InvalidConfigError(problem)
         img_hw, patch_hw = _pair(img_size), _pair(patch_size)
-        if img_hw[0] % patch_hw[0] or img_hw[1] % patch_hw[1]:
-            raise InvalidConfigError(
-                f"img_size {img_hw} is not divisible by patch_size {patch_hw}: "
-                "pick an image size that is a multiple of the patch size"
-            )
-        if embed_dim % num_heads:
-            raise InvalidConfigError(f"embed_dim ({embed_dim}) must be a multiple of num_heads ({num_heads})")
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.global_pool = global_pool
@@ -447,6 +458,8 @@ FAMILY = dict(
     classifier="head",
     first_conv="patch_embed.proj.weight",
     test=classifier_test_spec(dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5)),
+    ranges={"mlp_ratio": POSITIVE},  # sizes, counts and drop rates: the registry's common rules
+    checks=[config_problem],
 )
 
 for _name, _v in VARIANTS.items():
