@@ -5,21 +5,29 @@
   stratified train / test set.
 - an image folder (``root/class_x/*.png``), torchvision style; with ``train/`` and ``val/`` (or
   ``test/``) sub-folders those are the splits, otherwise a fixed 80/20 stratified split.
-- a Hugging Face ``datasets`` dataset: a hub name (``hf:uoft-cs/cifar10`` or just the name), a
+- a Hugging Face ``datasets`` dataset: a hub name written ``hf:uoft-cs/cifar10``, a
   ``save_to_disk`` directory, or a local directory of parquet / arrow files. The image and label
   columns are found from the features (``Image`` / ``ClassLabel``) or named explicitly.
+
+:func:`data_kind` says which of these a ``--data`` value is; anything else (a typo'd path) is a
+``DatasetError`` at once, never a hub lookup. :meth:`ImageData.pretrained_cfg` is how an image
+becomes the model's input (size, channels, mean/std, crop), saved with a trained model so that
+``zoo predict`` prepares images the same way.
 
 Training-time augmentation is torchvision transforms v2: random-resized-crop and flip for
 photographs, plus an optional RandAugment or TrivialAugment policy (``augment=``). Digits get
 the policy alone, since flipping or cropping a digit can change its class.
 
-Data that cannot be used (a missing folder, an unreadable image, too few images, a dataset without
-the needed split or columns) is a ``DatasetError`` naming what and where; an option out of its range
-(``augment``, ``classes``) is an ``InvalidConfigError``.
+Data that cannot be used (a missing folder, an image whose pixels do not decode, a single class, too
+few images, a dataset without the needed split or columns) is a ``DatasetError`` naming what and
+where, raised before training; an option out of its range (``augment``, ``classes``) is an
+``InvalidConfigError``.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +40,9 @@ DIGITS_TEST_FRACTION = 0.25
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0
 AUGMENTS = ("none", "randaugment", "trivialaugment")
+DATASETS = ("digits",)  # the names --data knows besides folders and hf:NAME
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # photographs (folders, hub data)
+FOLDER_CROP_PCT = 0.875  # evaluation: resize to img_size / 0.875, centre crop img_size
 
 
 @dataclass
@@ -43,6 +54,55 @@ class ImageData:
     in_chans: int
     img_size: int
     name: str
+    # how an evaluation image becomes the model's input: [0, 1] pixels normalised with mean/std
+    # after resizing to img_size / crop_pct and centre-cropping img_size
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    crop_pct: float = FOLDER_CROP_PCT
+    interpolation: str = "bilinear"
+
+    def pretrained_cfg(self) -> dict:
+        """The data config a model trained on this data is saved with (``config.json``'s
+        ``pretrained_cfg``, the fields ``zoo predict`` reads), naming the dataset."""
+        return {"input_size": [self.in_chans, self.img_size, self.img_size], "mean": [float(m) for m in self.mean],
+                "std": [float(s) for s in self.std], "interpolation": self.interpolation, "crop_pct": self.crop_pct,
+                "dataset": self.name}
+
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.classes))
+
+
+def data_kind(spec: str) -> str:
+    """What a ``--data`` value names: ``"digits"``, ``"hf"`` (``hf:NAME``, a ``save_to_disk`` or
+    parquet/arrow directory) or ``"folder"``. Anything else is refused at once with a DatasetError
+    naming the path and what is accepted: a typo'd path never becomes a hub lookup with retries."""
+    if spec in DATASETS:
+        return spec
+    if spec.startswith(("hf:", "hf-hub:")):
+        if not spec.partition(":")[2].strip():
+            raise DatasetError(f"--data {spec!r} names no dataset; write hf:ORG/NAME, e.g. hf:uoft-cs/cifar10")
+        return "hf"
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return "hf" if is_hf_dataset_dir(path) else "folder"
+    accepted = ("--data takes 'digits', an image folder (root/class_x/*.png), a Hugging Face save_to_disk or "
+                "parquet/arrow directory, or hf:NAME for a Hugging Face hub dataset")
+    if path.exists():
+        raise DatasetError(f"--data {spec}: {path} is a file, not a folder; {accepted}.")
+    hints = [f"did you mean {c!r}?" for c in difflib.get_close_matches(spec.lower(), DATASETS, n=1, cutoff=0.6)]
+    if not hints and spec.count("/") == 1 and not spec.startswith(("/", ".", "~")):
+        hints.append(f"for the hub dataset, write hf:{spec}.")
+    raise DatasetError(f"--data {spec}: {path} does not exist and is not a dataset name; {accepted}"
+                       + (". " + " ".join(hints) if hints else "."))
+
+
+def _require_classes(targets, classes: list[str], where: str) -> None:
+    """A classifier needs two classes with images: one class (or none) is refused, naming ``where``."""
+    present = sorted(set(int(t) for t in targets))
+    if len(present) < 2:
+        found = ", ".join(repr(classes[t] if 0 <= t < len(classes) else str(t)) for t in present) or "none"
+        raise DatasetError(f"{where} has images of {len(present)} class ({found}); a classifier needs at least two "
+                           "classes: add a sub-folder of images for each class")
 
 
 def _stratified_split(labels: list[int], test_fraction: float, seed: int = SPLIT_SEED):
@@ -94,8 +154,9 @@ def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION,
     names = [str(i) for i in range(10)]
     if classes is not None:
         bad = [c for c in classes if not 0 <= c <= 9]
-        if bad or not classes:
-            raise InvalidConfigError(f"digits classes must be a non-empty selection of 0..9, got {classes}")
+        if bad or len(set(classes)) < 2:
+            raise InvalidConfigError(f"digits classes must be a non-empty selection of 0..9 with at least two "
+                                     f"digits (a classifier needs two classes), got {classes}")
         keep = torch.isin(labels, torch.tensor(classes))
         remap = torch.full((10,), -1, dtype=torch.long)
         remap[torch.tensor(classes)] = torch.arange(len(classes))
@@ -113,7 +174,10 @@ def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION,
             policy, v2.ToDtype(torch.float32, scale=True), v2.Normalize([float(mean)], [float(std)])]))
     data = TensorDataset((images - mean) / std, labels)
     name = "digits" if classes is None else "digits[" + ",".join(names) + "]"
-    return ImageData(train, Subset(data, val_idx), Subset(data, test_idx), names, 1, img_size, name)
+    # the 8x8 images are upscaled to img_size (bilinear), pixels in [0, 1], normalised with the
+    # training images' own statistics: what zoo predict repeats on a PNG of a digit
+    return ImageData(train, Subset(data, val_idx), Subset(data, test_idx), names, 1, img_size, name,
+                     mean=(float(mean),), std=(float(std),), crop_pct=1.0, interpolation="bilinear")
 
 
 class _Transformed(Dataset):
@@ -131,21 +195,60 @@ class _Transformed(Dataset):
 def _folder_transforms(img_size: int, train: bool, augment: str | None = None):
     from torchvision.transforms import v2
 
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     steps = [v2.ToImage()]
     if train:
         policy = _policy(augment)
         steps += [v2.RandomResizedCrop(img_size, antialias=True), v2.RandomHorizontalFlip()]
         steps += [policy] if policy is not None else []
     else:
-        steps += [v2.Resize(int(img_size / 0.875), antialias=True), v2.CenterCrop(img_size)]
-    return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+        steps += [v2.Resize(int(img_size / FOLDER_CROP_PCT), antialias=True), v2.CenterCrop(img_size)]
+    return v2.Compose(steps + [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+def _decode_problem(path: str) -> str | None:
+    """Why the image at ``path`` cannot be used, or None. ``verify`` checks the file's structure and
+    checksums; only decoding the pixels (``convert``, as training will) finds a PNG whose chunks
+    are intact but whose compressed pixel data is broken or short."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+        with Image.open(path) as img:
+            img.convert("RGB")
+    except Exception as exc:  # PIL raises many kinds (OSError, SyntaxError, ValueError, zlib.error...)
+        return f"{path} ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _refuse_unreadable(samples: list[tuple[str, int]]) -> None:
+    """Decode every image before training (in threads: PIL releases the GIL while decoding); any
+    that fails refuses the run, named, rather than training silently on fewer images."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        bad = [p for p in pool.map(_decode_problem, [path for path, _ in samples]) if p]
+    if bad:
+        raise DatasetError(
+            f"unreadable image {bad[0]}" + (f" and {len(bad) - 1} more: {bad[1:6]}" if len(bad) > 1 else "")
+            + "; remove or fix them (the run is refused rather than silently training on fewer images)"
+        )
+
+
+def _image_folder(root: Path, loader):
+    """torchvision's ImageFolder, its "no class folder" / "no image in a class" errors as DatasetErrors."""
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(root, loader=loader)
+    except FileNotFoundError as exc:
+        raise DatasetError(f"image folder {root}: {exc}. Expected one sub-folder of images per class "
+                           "(root/class_x/*.png).") from None
 
 
 def load_image_folder(root: str | Path, img_size: int = 224, augment: str | None = None) -> ImageData:
     """An image folder; unreadable files refuse the run, with their names (never a silent skip)."""
     from PIL import Image
-    from torchvision.datasets import ImageFolder
 
     root = Path(root)
     if not root.is_dir():
@@ -158,35 +261,22 @@ def load_image_folder(root: str | Path, img_size: int = 224, augment: str | None
         except Exception as exc:
             raise DatasetError(f"unreadable image {path} ({type(exc).__name__}: {exc}); remove or fix it") from None
 
-    def refuse_unreadable(folder: "ImageFolder") -> None:
-        bad = []
-        for path, _ in folder.samples:
-            try:
-                with Image.open(path) as img:
-                    img.verify()
-            except Exception as exc:
-                bad.append(f"{path} ({type(exc).__name__})")
-        if bad:
-            raise DatasetError(
-                f"unreadable image {bad[0]}" + (f" and {len(bad) - 1} more: {bad[1:6]}" if len(bad) > 1 else "")
-                + "; remove or fix them (the run is refused rather than silently training on fewer images)"
-            )
-
     split_dirs = {d.name for d in root.iterdir() if d.is_dir()}
     test_name = "val" if "val" in split_dirs else "test" if "test" in split_dirs else None
     if "train" in split_dirs and test_name:
-        train = ImageFolder(root / "train", loader=checked_loader)
-        test = ImageFolder(root / test_name, loader=checked_loader)
+        train = _image_folder(root / "train", checked_loader)
+        test = _image_folder(root / test_name, checked_loader)
         if test.classes != train.classes:
             raise DatasetError(f"{root}/train and {root}/{test_name} have different class folders")
-        refuse_unreadable(train)
-        refuse_unreadable(test)
+        _require_classes(train.targets, train.classes, f"image folder {root / 'train'}")
+        _refuse_unreadable(train.samples + test.samples)
         fit_idx, val_idx = _carve_val(train.targets, range(len(train)))
         val = Subset(train, val_idx)
         train = Subset(train, fit_idx)
     else:
-        full = ImageFolder(root, loader=checked_loader)
-        refuse_unreadable(full)
+        full = _image_folder(root, checked_loader)
+        _require_classes(full.targets, full.classes, f"image folder {root}")
+        _refuse_unreadable(full.samples)
         train_idx, test_idx = _stratified_split(full.targets, 0.2)
         fit_idx, val_idx = _carve_val(full.targets, train_idx)
         train, val, test = Subset(full, fit_idx), Subset(full, val_idx), Subset(full, test_idx)
@@ -293,6 +383,7 @@ def load_hf_dataset(spec: str, img_size: int = 224, augment: str | None = None, 
         raise DatasetError(f"--data {spec} has splits {list(ds)}; a 'train' split is needed")
     image_column, label_column, classes = _hf_columns(ds["train"], image_column, label_column)
     full = _HFImages(ds["train"], image_column, label_column)
+    _require_classes(full.targets, classes, f"--data {spec} (train split)")
     test_name = "test" if "test" in ds else None
     val_name = next((n for n in HF_VAL_SPLITS if n in ds), None)
     if test_name is None and val_name is not None:  # a (train, validation) dataset: validation is the test set

@@ -104,10 +104,13 @@ class GradualUnfreezing(Callback):
 
 def build_parser():
     p = recipe.build_parser("zoo finetune NAME / python -m vision.finetune", __doc__)
-    p.add_argument("--num-classes", type=int, default=None, help="classes of the new head (default: the data's)")
+    p.add_argument("--num-classes", type=recipe.bounded(int, 1), default=None,
+                   help="classes of the new head (default: the data's)")
     p.add_argument("--strategy", default="full", choices=STRATEGIES)
-    p.add_argument("--layer-decay", type=float, default=0.75, help="llrd: lr multiplier per group from the top")
-    p.add_argument("--unfreeze-every", type=int, default=1, help="gradual: epochs between unfreezing steps")
+    p.add_argument("--layer-decay", type=recipe.bounded(float, 0, 1, above=True), default=0.75,
+                   help="llrd: lr multiplier per group from the top")
+    p.add_argument("--unfreeze-every", type=recipe.bounded(int, 1), default=1,
+                   help="gradual: epochs between unfreezing steps")
     p.add_argument("--keep-head", action="store_true",
                    help="keep the checkpoint's classifier when it already has --num-classes outputs")
     return p

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -31,8 +32,42 @@ from . import data as vdata
 DIGITS_DEFAULTS = dict(epochs=12, batch_size=64, lr=2e-3, weight_decay=0.05, img_size=32)
 
 
+def bounded(kind: type, low: float | None = None, high: float | None = None, *, above: bool = False):
+    """An argparse ``type=`` that reads an int or a finite float and refuses a value outside
+    ``[low, high]`` (``(low, high]`` with ``above``): ``--epochs 0`` or ``--lr -1`` is a usage
+    error naming the option before any work."""
+    rule = " and ".join(
+        ([f"> {low}" if above else f">= {low}"] if low is not None else []) + ([f"<= {high}"] if high is not None else []))
+
+    def parse(text: str):
+        value = kind(text)  # a ValueError is argparse's own "invalid int value: 'x'"
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        too_low = low is not None and (value <= low if above else value < low)
+        if too_low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some of its own messages
+    return parse
+
+
+def _classes_option(text: str) -> str:
+    """``--classes`` is checked while parsing (digits and ranges of 0..9, at least two); the
+    selection is applied to the data later."""
+    try:
+        digits = _parse_classes(text)
+    except InvalidConfigError:
+        digits = None
+    if digits is None or not set(digits) <= set(range(10)) or len(digits) < 2:
+        raise argparse.ArgumentTypeError(
+            f"expected two or more digits 0..9 as digits and ranges, such as '0-4' or '5,6,7', got {text!r}")
+    return text
+
+
 def build_parser(prog: str = "python -m vision.train", doc: str | None = __doc__) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    count, positive, non_negative = bounded(int, 1), bounded(float, 0, above=True), bounded(float, 0)
     p.add_argument("--model", default="resnet18", help="registered model name (zoo list --domain vision)")
     p.add_argument("--data", default="digits",
                    help="'digits' (bundled with scikit-learn), an image-folder path, or a Hugging Face dataset: "
@@ -42,27 +77,29 @@ def build_parser(prog: str = "python -m vision.train", doc: str | None = __doc__
                    help="Hugging Face data: the label column (default: the ClassLabel feature)")
     p.add_argument("--augment", default="none", choices=vdata.AUGMENTS,
                    help="augmentation policy on training images (after crop/flip for photographs)")
-    p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha on training batches (0: off)")
-    p.add_argument("--cutmix", type=float, default=0.0,
+    p.add_argument("--mixup", type=non_negative, default=0.0, help="MixUp alpha on training batches (0: off)")
+    p.add_argument("--cutmix", type=non_negative, default=0.0,
                    help="CutMix alpha on training batches (0: off); with --mixup, each batch picks one at random")
-    p.add_argument("--classes", default=None,
+    p.add_argument("--classes", type=_classes_option, default=None,
                    help="digits only: keep these digits, e.g. '0-4' or '5,6,7' (labels renumbered from 0)")
-    p.add_argument("--img-size", type=int, default=None, help="input size (digits: 32, folders: 224)")
+    p.add_argument("--img-size", type=count, default=None, help="input size (digits: 32, folders: 224)")
     p.add_argument("--pretrained", default=None, help="weights file / directory / hf-hub:org/name to start from")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--weight-decay", type=float, default=None)
+    p.add_argument("--epochs", type=count, default=None)
+    p.add_argument("--max-steps", type=count, default=None, help="stop after this many optimizer steps")
+    p.add_argument("--batch-size", type=count, default=None)
+    p.add_argument("--lr", type=positive, default=None)
+    p.add_argument("--weight-decay", type=non_negative, default=None)
     p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd", "adam"])
-    p.add_argument("--warmup-epochs", type=float, default=1.0)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
-    p.add_argument("--ema-decay", type=float, default=None)
-    p.add_argument("--clip-grad-norm", type=float, default=None)
-    p.add_argument("--grad-accum-steps", type=int, default=1)
+    p.add_argument("--warmup-epochs", type=non_negative, default=1.0)
+    p.add_argument("--label-smoothing", type=bounded(float, 0, 1), default=0.0)
+    p.add_argument("--ema-decay", type=bounded(float, 0, 1), default=None)
+    p.add_argument("--clip-grad-norm", type=positive, default=None)
+    p.add_argument("--grad-accum-steps", type=count, default=1)
+    p.add_argument("--patience", type=bounded(int, 0), default=None,
+                   help="stop after this many epochs without a better val/acc (default: train every epoch)")
     p.add_argument("--amp", action="store_true", help="mixed precision (bf16 on CPU, fp16 on CUDA)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=0)
     p.add_argument("--deterministic", action="store_true")
     p.add_argument("--output-dir", default=None,
                    help="checkpoints, metrics.csv, TensorBoard, curves.png and the test set's confusion_matrix.png")
@@ -87,12 +124,12 @@ def _parse_classes(spec: str | None) -> list[int] | None:
 
 def load_data(args: argparse.Namespace, img_size: int) -> vdata.ImageData:
     """``--data``: digits, an image folder, or a Hugging Face dataset (hf:NAME, a save_to_disk or
-    parquet directory, or any name that is not a local path)."""
-    if args.data == "digits":
+    parquet directory); anything else is a DatasetError before any loading (:func:`vdata.data_kind`)."""
+    kind = vdata.data_kind(args.data)  # a typo'd path fails here, at once
+    if kind == "digits":
         return vdata.load_digits(img_size, classes=_parse_classes(args.classes), augment=args.augment)
     path = Path(args.data).expanduser()
-    looks_local = args.data.startswith(("/", ".", "~")) or path.exists()
-    if args.data.startswith(("hf:", "hf-hub:")) or vdata.is_hf_dataset_dir(path) or not looks_local:
+    if kind == "hf":
         return vdata.load_hf_dataset(str(path) if path.exists() else args.data, img_size, augment=args.augment,
                                      image_column=args.image_column, label_column=args.label_column)
     return vdata.load_image_folder(path, img_size, augment=args.augment)
@@ -154,10 +191,19 @@ def setup(args: argparse.Namespace, num_classes: int | None = None):
     if args.classes is not None and not digits:
         raise InvalidConfigError("--classes selects digits; for an image folder, keep only the class folders you want")
     data = load_data(args, img_size)
+    if num_classes is not None and num_classes < len(data.classes):
+        raise InvalidConfigError(f"--num-classes {num_classes} is fewer than the {len(data.classes)} classes of "
+                                 f"{data.name}; leave it out to use the data's")
     seed_everything(args.seed, args.deterministic)  # the model's initial weights depend on it
     size_kw = {"img_size": img_size} if "img_size" in get_entry(args.model).config else {}  # ViT: pos-embed grid
     model = create(args.model, pretrained=args.pretrained or False,
                    num_classes=num_classes or len(data.classes), in_chans=data.in_chans, **size_kw)
+    # what a saved model needs to be used: its class names and how its images were prepared
+    model.pretrained_cfg = data.pretrained_cfg()
+    if model.num_classes == len(data.classes):
+        model.id2label = data.id2label()
+    elif hasattr(model, "id2label"):  # more outputs than the data has classes: the saved names no longer fit
+        del model.id2label
     batch_size = pick(args.batch_size, "batch_size")
     config = TrainConfig(
         epochs=pick(args.epochs, "epochs"), max_steps=args.max_steps, batch_size=batch_size,
@@ -167,6 +213,7 @@ def setup(args: argparse.Namespace, num_classes: int | None = None):
         clip_grad_norm=args.clip_grad_norm, grad_accum_steps=args.grad_accum_steps, amp=args.amp or "auto",
         device=args.device, seed=args.seed, deterministic=args.deterministic, output_dir=args.output_dir,
         resume=True if args.resume else None, progress=not args.no_progress, monitor="val/acc",
+        early_stopping_patience=getattr(args, "patience", None),
     )
     return data, model, config
 
@@ -198,7 +245,9 @@ def train_and_test(args: argparse.Namespace, data, model, config, *, optimizer=N
         if args.save_model:
             from shared.weights import save_pretrained
 
-            save_pretrained(trainer.model, args.save_model)
+            # the weights the test accuracy above was measured with (the EMA copy when EMA evaluates),
+            # with the class names and data config set up in setup()
+            save_pretrained(trainer.eval_model, args.save_model)
             print(f"saved to {args.save_model}")
     return summary
 

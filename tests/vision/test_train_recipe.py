@@ -60,11 +60,13 @@ def test_image_folder_recipe_returns_what_it_prints(tmp_path, capsys):
     assert summary == _summary(out) and summary["data"] == "imgs" and 0.0 <= summary["test/acc"] <= 1.0
 
 
-def test_bad_classes_option_is_a_config_error():
-    with pytest.raises(InvalidConfigError, match="--classes 'a-b'"):
-        main(["--classes", "a-b", "--no-progress"])
+def test_bad_classes_option_is_a_usage_error_and_a_config_error_in_code(capsys):
+    for value in ("a-b", "3-12"):
+        with pytest.raises(SystemExit):
+            main(["--classes", value, "--no-progress"])
+        assert "argument --classes: expected two or more digits 0..9" in capsys.readouterr().err
     with pytest.raises(InvalidConfigError, match="non-empty selection of 0..9"):
-        main(["--classes", "3-12", "--no-progress"])
+        vdata.load_digits(8, classes=[3, 12])
 
 
 def test_unreadable_image_is_named(tmp_path):
