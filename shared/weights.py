@@ -650,6 +650,9 @@ def save_pretrained(model: torch.nn.Module, directory: str | os.PathLike) -> Pat
         seen.add(ptr)
         tensors[key] = value.contiguous()
     config = {"architecture": name, "config": model.zoo_config, "format": "zoo", "version": 1}
+    for key in ("id2label", "pretrained_cfg"):  # class names and data config, for zoo predict (set by the recipes)
+        if getattr(model, key, None):
+            config[key] = getattr(model, key)
     with atomic_open(directory / "model.safetensors") as fh:
         fh.write(safetensors_bytes(tensors, metadata={"format": "pt"}))
     with atomic_open(directory / CONFIG_FILENAME) as fh:
