@@ -89,9 +89,9 @@ def data_kind(spec: str) -> str:
                 "parquet/arrow directory, or hf:NAME for a Hugging Face hub dataset")
     if path.exists():
         raise DatasetError(f"--data {spec}: {path} is a file, not a folder; {accepted}.")
-    hints = [f"did you mean {c!r}?" for c in difflib.get_close_matches(spec.lower(), DATASETS, n=1, cutoff=0.6)]
+    hints = [f"Did you mean {c!r}?" for c in difflib.get_close_matches(spec.lower(), DATASETS, n=1, cutoff=0.6)]
     if not hints and spec.count("/") == 1 and not spec.startswith(("/", ".", "~")):
-        hints.append(f"for the hub dataset, write hf:{spec}.")
+        hints.append(f"For the hub dataset, write hf:{spec}.")
     raise DatasetError(f"--data {spec}: {path} does not exist and is not a dataset name; {accepted}"
                        + (". " + " ".join(hints) if hints else "."))
 

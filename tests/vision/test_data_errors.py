@@ -158,12 +158,12 @@ def no_hub(monkeypatch):
 
 
 @pytest.mark.parametrize("spec, hint", [
-    ("digts", "did you mean 'digits'?"),
-    ("Digits", "did you mean 'digits'?"),
+    ("digts", "Did you mean 'digits'?"),
+    ("Digits", "Did you mean 'digits'?"),
     ("./imgs_typo", None),
     ("~/no/such/folder", None),
     ("data/cifar", None),
-    ("uoft-cs/cifar10", "for the hub dataset, write hf:uoft-cs/cifar10."),
+    ("uoft-cs/cifar10", "For the hub dataset, write hf:uoft-cs/cifar10."),
 ])
 def test_data_that_is_neither_folder_name_nor_hf_fails_at_once(spec, hint, tmp_path, monkeypatch, no_hub,
                                                                no_training):
