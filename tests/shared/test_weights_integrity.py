@@ -256,7 +256,6 @@ def test_integer_buffers_are_not_flagged(reference, tmp_path):
     assert _small(pretrained=tmp_path / "w.pth").load_report.bad_values == []
 
 
-@pytest.mark.xfail(strict=True, reason="needs shared/factory.py to pass allow_nonfinite to load_weights")
 def test_allow_nonfinite_through_create(reference, tmp_path):
     state = {k: v.clone() for k, v in reference.state_dict().items()}
     state["fc.bias"][0] = float("nan")
@@ -280,7 +279,6 @@ def test_valid_pretrained_values_pass_the_check(value, tmp_path):
     check_pretrained_arg(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="needs shared/factory.py to call check_pretrained_arg")
 @pytest.mark.parametrize("value", ["", 0, [], 2.0])
 def test_create_refuses_pretrained_that_is_not_a_path(value, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the current directory holds weights: "" must not find them
