@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/graph_accuracy.py --seeds 100 --jobs 2 --only gat --datasets citeseer  # the paper's 100 runs
     .venv/bin/python benchmarks/graph_accuracy.py --seeds 100 --jobs 16 --only gat --datasets citeseer --select gat_acc
 
-Runs ``graph.train`` with the papers' hyper-parameters (see graph/train.py RECIPES) and prints a
+Runs ``zoo.graph.train`` with the papers' hyper-parameters (see graph/train.py RECIPES) and prints a
 table: mean +- std test accuracy, the paper's figure, and whether the mean reaches it.
 ``--jobs N`` splits the seeds into N contiguous ranges trained in parallel processes (each with
 its share of the CPU threads); run k is trained with seed k however the seeds are split.
@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graph import train  # noqa: E402
+from zoo.graph import train  # noqa: E402
 
 PAPER = {("gat", "cora"): 83.0, ("gcn", "cora"): 81.5, ("gat", "citeseer"): 72.5, ("gcn", "citeseer"): 70.3}
 
 
 def run_seeds(argv: list[str], threads: int | None = None) -> dict:
-    """``graph.train`` on ``argv`` in this process; returns its summary (with every seed's run)."""
+    """``zoo.graph.train`` on ``argv`` in this process; returns its summary (with every seed's run)."""
     if threads:
         import torch
 
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", default="cora,citeseer")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--select", default=None, help="override the recipes' selection rule (graph.train --select)")
+    p.add_argument("--select", default=None, help="override the recipes' selection rule (zoo.graph.train --select)")
     p.add_argument("--jobs", type=int, default=1, help="parallel processes, each training a range of seeds")
     p.add_argument("--json", default=None, help="write the summaries here")
     args = p.parse_args(argv)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zoo  # noqa: E402
-from graph.sampling import CSRAdjacency, NeighborSampler  # noqa: E402
+from zoo.graph.sampling import CSRAdjacency, NeighborSampler  # noqa: E402
 
 
 def rss_gib() -> float:

@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch_geometric.nn as pyg_nn  # noqa: E402
 
 import zoo  # noqa: E402
-from graph import conv as ours  # noqa: E402
-from graph.data import load_planetoid  # noqa: E402
-from shared.data_paths import data_root  # noqa: E402
+from zoo.graph import conv as ours  # noqa: E402
+from zoo.graph.data import load_planetoid  # noqa: E402
+from zoo.shared.data_paths import data_root  # noqa: E402
 from tests.reference import pyg_models  # noqa: E402
 
 

@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from shared.training import ClassificationTask, TrainConfig, Trainer  # noqa: E402
-from shared.training.optim import optimizer_from_config  # noqa: E402
+from zoo.shared.training import ClassificationTask, TrainConfig, Trainer  # noqa: E402
+from zoo.shared.training.optim import optimizer_from_config  # noqa: E402
 
 
 def make_mlp(in_dim: int, hidden: int, depth: int, classes: int) -> nn.Module:

@@ -1,8 +1,8 @@
 """Graph domain: message passing in plain PyTorch, GCN, GAT, GATv2, GraphSAGE, GIN, Planetoid recipes.
 
 Importing the package registers ``gcn``, ``gat``, ``gatv2``, ``graphsage`` and ``gin``. The layers
-read as the papers in :mod:`graph.message_passing` / :mod:`graph.conv` and run on the equal, faster
-path of :mod:`graph.fast`. Nothing here imports ``torch_geometric``; PyG is the reference the layers
+read as the papers in :mod:`zoo.graph.message_passing` / :mod:`zoo.graph.conv` and run on the equal, faster
+path of :mod:`zoo.graph.fast`. Nothing here imports ``torch_geometric``; PyG is the reference the layers
 are tested against.
 """
 

@@ -6,9 +6,9 @@ PyG state dict loads strictly and gives the same outputs (tested to 1e-5 in test
 
 Every layer is called as ``layer(x, edge_index, ...)`` with ``x`` of shape
 ``(num_nodes, in_channels)`` and messages flowing ``edge_index[0] -> edge_index[1]``. Each is a
-:class:`~graph.message_passing.MessagePassing`: its ``message`` (and, for attention,
+:class:`~zoo.graph.message_passing.MessagePassing`: its ``message`` (and, for attention,
 ``edge_update``) is the paper's formula on whole edge lists; ``message_and_aggregate`` is the
-same neighbour sum as one sparse product, which :mod:`graph.fast` uses at run time.
+same neighbour sum as one sparse product, which :mod:`zoo.graph.fast` uses at run time.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shared.errors import InputError, InvalidConfigError
+from zoo.shared.errors import InputError, InvalidConfigError
 
 from . import fast
 from .message_passing import (
@@ -291,7 +291,7 @@ class SAGEConv(MessagePassing):
         self.lin_r = nn.Linear(in_channels, out_channels, bias=False) if root_weight else None
 
     def forward(self, x: Tensor, edge_index: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        """``size=(num_src, num_dst)``: a bipartite block (:mod:`graph.sampling`) whose targets are
+        """``size=(num_src, num_dst)``: a bipartite block (:mod:`zoo.graph.sampling`) whose targets are
         the first ``num_dst`` rows of ``x``; the output then has ``num_dst`` rows."""
         x = check_features(x, self.in_channels, "SAGEConv", self.lin_l.weight.dtype)
         n_src = x.size(0)

@@ -10,7 +10,7 @@ sizes bounded by the bytes actually in the file before anything is allocated fro
 size (a few hundred kilobytes cannot hold a matrix of gigabytes, nor adjacency lists of billions
 of entries unless its lists are one object referenced many times). Labels must be usable: one
 class per labelled node, at least two classes among the training nodes, distinct test ids.
-Every :class:`~shared.errors.DatasetError` names the file at fault.
+Every :class:`~zoo.shared.errors.DatasetError` names the file at fault.
 
 :func:`load_planetoid` builds the standard public split (Cora: 140 train / 500 val / 1000 test),
 row-normalised features and an undirected edge list without self-loops or duplicates (Cora: 2708
@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from shared.atomic import atomic_open
-from shared.errors import DatasetError
+from zoo.shared.atomic import atomic_open
+from zoo.shared.errors import DatasetError
 
 PLANETOID_URL = "https://github.com/kimiyoung/planetoid/raw/master/data"
 PLANETOID_NAMES = {"cora": "cora", "citeseer": "citeseer", "pubmed": "pubmed"}

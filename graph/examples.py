@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from shared.registry import TestSpec
+from zoo.shared.registry import TestSpec
 
 
 def graph_size(k: int) -> int:

@@ -2,7 +2,7 @@
 
 Nothing here changes what a layer computes; it changes how. ``tests/graph/test_fast_path.py``
 holds every layer's outputs and gradients to the plain gather -> message -> scatter path of
-:mod:`graph.message_passing`, which stays the code to read.
+:mod:`zoo.graph.message_passing`, which stays the code to read.
 
 * **Remembered preprocessing** (:class:`GraphMemo`). Full-batch training calls every layer on the
   same graph hundreds of times; a layer checks, preprocesses (self-loops, normalisation) and sorts
@@ -17,7 +17,7 @@ holds every layer's outputs and gradients to the plain gather -> message -> scat
   are mostly zeros, and a zero stays zero whether it is dropped or not, so only the nonzeros draw
   random numbers. Same distribution as ``F.dropout``, not the same draws.
 
-The layers take this path by default. ``with graph.fast.plain(): ...`` runs them on the plain path
+The layers take this path by default. ``with zoo.graph.fast.plain(): ...`` runs them on the plain path
 instead (a process-wide switch, for tests and debugging).
 """
 
@@ -44,7 +44,7 @@ def enabled() -> bool:
 
 @contextlib.contextmanager
 def plain() -> Iterator[None]:
-    """Run every graph layer on the plain path of :mod:`graph.message_passing` inside the block."""
+    """Run every graph layer on the plain path of :mod:`zoo.graph.message_passing` inside the block."""
     global _enabled
     before, _enabled = _enabled, False
     try:
@@ -151,7 +151,7 @@ class CSRGraph:
     ``edge_index`` is the sorted list; ``order`` maps sorted position -> input position;
     ``perm_t`` reorders the sorted edges by source (for ``A^T``). ``num_src`` (default
     ``num_nodes``) makes it bipartite: sources in ``[0, num_src)``, targets in ``[0, num_nodes)``
-    (a sampled block, see :mod:`graph.sampling`).
+    (a sampled block, see :mod:`zoo.graph.sampling`).
     """
 
     def __init__(self, edge_index: Tensor, num_nodes: int, num_src: int | None = None):

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shared.errors import InvalidConfigError
-from shared.registry import register_model
+from zoo.shared.errors import InvalidConfigError
+from zoo.shared.registry import register_model
 
 from .conv import GATConv, GATv2Conv
 from .examples import NODE_INPUTS, node_test_spec

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shared.registry import register_model
+from zoo.shared.registry import register_model
 
 from .conv import GCNConv
 from .examples import NODE_INPUTS, node_test_spec

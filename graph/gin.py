@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shared.errors import InputError, InvalidConfigError
-from shared.registry import TestSpec, register_model
+from zoo.shared.errors import InputError, InvalidConfigError
+from zoo.shared.registry import TestSpec, register_model
 
 from .conv import GINConv
 from .examples import random_graph_batch, select_graph

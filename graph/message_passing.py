@@ -15,8 +15,8 @@ targets (``index_add_`` / ``scatter_reduce_``). Per-edge coefficients such as at
 ``edge_update`` gathered the same way. Nothing here imports ``torch_geometric``.
 
 This is the code to read and the oracle of the tests. At run time the layers take the fast path
-of :mod:`graph.fast` (the same sums as sparse CSR products, preprocessing remembered per graph,
-sparse dropout); ``with graph.fast.plain():`` runs them on this path instead.
+of :mod:`zoo.graph.fast` (the same sums as sparse CSR products, preprocessing remembered per graph,
+sparse dropout); ``with zoo.graph.fast.plain():`` runs them on this path instead.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from shared.errors import InputError, InvalidConfigError
+from zoo.shared.errors import InputError, InvalidConfigError
 
 REDUCTIONS = ("sum", "add", "mean", "max", "min")
 
@@ -228,7 +228,7 @@ class Graph:
     ``edge_index`` is ``(2, E)`` with sources in ``[0, num_src)`` and targets in ``[0, num_dst)``
     (``num_src == num_dst`` except for a sampled bipartite block); ``edge_attr`` holds per-edge
     values (weights or features) in the same edge order, or None. ``csr`` is set only on the fast
-    path: the CSR structure of the same, target-sorted, edges (:class:`graph.fast.CSRGraph`).
+    path: the CSR structure of the same, target-sorted, edges (:class:`zoo.graph.fast.CSRGraph`).
     """
 
     edge_index: Tensor
@@ -256,9 +256,9 @@ class MessagePassing(nn.Module):
       of targets; any other name is passed through (a per-edge tensor in the graph's edge order);
     * optionally ``edge_update(...)`` (per-edge coefficients, called through ``edge_updater``,
       arguments gathered as for ``message``), ``update(out)``, and ``message_and_aggregate(graph,
-      ...)``: the same sum computed in one step by the fast path (:mod:`graph.fast`).
+      ...)``: the same sum computed in one step by the fast path (:mod:`zoo.graph.fast`).
 
-    ``forward`` prepares the graph (``graph.fast.prepare(self, ...)``, which remembers it per
+    ``forward`` prepares the graph (``zoo.graph.fast.prepare(self, ...)``, which remembers it per
     ``edge_index``; ``self.prepare`` on the plain path) and calls ``propagate``.
     """
 
@@ -295,7 +295,7 @@ class MessagePassing(nn.Module):
         return Graph(edge_index, edge_attr, num_src, num_nodes)
 
     def propagate(self, graph: Graph, **kwargs: Any) -> Tensor:
-        if graph.csr is not None:  # the fast path: graph.fast.prepare sorted the edges into CSR order
+        if graph.csr is not None:  # the fast path: zoo.graph.fast.prepare sorted the edges into CSR order
             out = self.message_and_aggregate(graph, **kwargs)
         else:
             messages = self.message(**self._gather(type(self).message, graph, kwargs))

@@ -3,7 +3,7 @@ NeurIPS 2017 (arXiv:1706.02216).
 
 ``num_layers`` SAGEConv layers (mean aggregator, root weight) with ReLU and dropout between them;
 logits per node. Trained full-batch on small graphs or on sampled mini-batches
-(:class:`graph.sampling.NeighborSampler`: the first ``batch_size`` rows of a sampled subgraph
+(:class:`zoo.graph.sampling.NeighborSampler`: the first ``batch_size`` rows of a sampled subgraph
 are its seed nodes).
 
 Checkpoint layout: a model built the same way from PyG's ``SAGEConv`` — ``convs.N.lin_l.weight``,
@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from shared.errors import InputError, InvalidConfigError
-from shared.registry import register_model
+from zoo.shared.errors import InputError, InvalidConfigError
+from zoo.shared.registry import register_model
 
 from .conv import SAGEConv
 from .examples import NODE_INPUTS, node_test_spec
@@ -39,7 +39,7 @@ class GraphSAGE(nn.Module):
     def forward(self, x, edge_index=None) -> Tensor:
         """``model(x, edge_index)`` or ``model(data)``: ``(num_nodes, num_classes)`` logits.
 
-        ``model(x[batch.n_id], batch.blocks)`` with a :class:`graph.sampling.SampledBatch`: one
+        ``model(x[batch.n_id], batch.blocks)`` with a :class:`zoo.graph.sampling.SampledBatch`: one
         block per layer; returns the logits of the batch's seed nodes (``batch.batch_size`` rows).
         """
         if isinstance(edge_index, (list, tuple)):

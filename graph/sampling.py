@@ -16,7 +16,7 @@ and returns one bipartite :class:`Block` per layer:
 ``fanouts[0]`` is the number of neighbours sampled for the seeds (the model's last layer),
 ``fanouts[1]`` for their neighbours, and so on (PyG's ``num_neighbors`` order); ``-1`` takes all.
 With every fan-out ``-1`` (or at least the maximum in-degree) the seeds' outputs equal the
-full-batch outputs. :class:`graph.sage.GraphSAGE` takes ``model(x[batch.n_id], batch.blocks)``
+full-batch outputs. :class:`zoo.graph.sage.GraphSAGE` takes ``model(x[batch.n_id], batch.blocks)``
 and returns the seeds' logits.
 
 Sampling cost is linear in the total in-degree of the nodes being expanded (a row with more
@@ -32,7 +32,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from shared.errors import InputError, InvalidConfigError
+from zoo.shared.errors import InputError, InvalidConfigError
 
 from .message_passing import check_edge_index
 

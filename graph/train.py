@@ -1,10 +1,10 @@
 """Train a node classifier on a citation graph, full batch, as in the GCN and GAT papers.
 
-    python -m graph.train --model gat --dataset cora --seeds 10       # paper recipe, mean +- std
-    python -m graph.train --model gcn --dataset citeseer --output-dir runs/gcn
-    python -m graph.train --model gcn --dataset karate                # embedded data, no download
+    python -m zoo.graph.train --model gat --dataset cora --seeds 10       # paper recipe, mean +- std
+    python -m zoo.graph.train --model gcn --dataset citeseer --output-dir runs/gcn
+    python -m zoo.graph.train --model gcn --dataset karate                # embedded data, no download
     zoo train gat --dataset cora                                      # the same, through the zoo CLI
-    python -m graph.train --model graphsage --fanouts 15 10 --batch-size 1024   # sampled mini-batches
+    python -m zoo.graph.train --model graphsage --fanouts 15 10 --batch-size 1024   # sampled mini-batches
 
 Each epoch is one optimiser step on the whole graph (Adam, weight decay), then an evaluation of
 train / val / test. Which epoch's model is kept, and when ``--patience`` ends a run, follow the
@@ -19,7 +19,7 @@ Data: ``--data-dir``, else ``$ZOO_DATA/planetoid``, else the zoo cache (download
 
 ``--fanouts`` (GraphSAGE only) trains on mini-batches instead: each epoch shuffles the training
 nodes into batches of ``--batch-size`` seeds, samples their neighbourhoods with
-:class:`graph.sampling.NeighborSampler` and takes one optimiser step per batch; evaluation stays
+:class:`zoo.graph.sampling.NeighborSampler` and takes one optimiser step per batch; evaluation stays
 full-batch.
 """
 
@@ -34,11 +34,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from shared.atomic import check_writable
-from shared.data_paths import data_root
-from shared.factory import create
-from shared.registry import get_entry
-from shared.training import (
+from zoo.shared.atomic import check_writable
+from zoo.shared.data_paths import data_root
+from zoo.shared.factory import create
+from zoo.shared.registry import get_entry
+from zoo.shared.training import (
     AccuracyAndLoss,
     AccuracyThenLoss,
     BestTracker,
@@ -72,7 +72,7 @@ RECIPES = {
 DATASET_RECIPES = {
     ("gat", "pubmed"): dict(lr=0.01, weight_decay=1e-3, model=dict(out_heads=8)),
 }
-# Model selection on (val/acc, val/loss), see shared.training.selection:
+# Model selection on (val/acc, val/loss), see zoo.shared.training.selection:
 # - acc: the best accuracy, ties broken by the lower loss; patience counts epochs in which
 #   neither got strictly better.
 # - gat: the GAT authors' rule: keep an epoch whose accuracy and loss are both at least as good
@@ -114,7 +114,7 @@ def _probability(value: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m graph.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m zoo.graph.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="gat", help=f"node classifier: {', '.join(RECIPES)}")
     p.add_argument("--dataset", default="cora", help="cora, citeseer, pubmed or karate (embedded)")
@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> dict:
     name = args.model.lower()
     if name not in RECIPES:
         entry = get_entry(name)  # unknown names get the registry's suggestions
-        raise SystemExit(f"graph.train trains node classifiers ({', '.join(RECIPES)}); {name} is a {entry.task} model.")
+        raise SystemExit(f"zoo.graph.train trains node classifiers ({', '.join(RECIPES)}); {name} is a {entry.task} model.")
     recipe, model_kwargs = recipe_for(name, args.dataset)
     for key in ("epochs", "lr", "weight_decay", "decay_scope", "patience", "select"):
         if getattr(args, key) is not None:
@@ -304,7 +304,7 @@ def run(args: argparse.Namespace) -> dict:
             if i == 0:
                 plot_curves(history, out_dir / "curves.png")
         if args.save_model and i == 0:
-            from shared.weights import save_pretrained
+            from zoo.shared.weights import save_pretrained
 
             save_pretrained(model, args.save_model)
     mean, std = accuracy_stats(results)

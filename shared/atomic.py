@@ -9,7 +9,7 @@ writes (checkpoints, ``save_pretrained`` output, downloads):
 - It is named ``.<name>.<host>.<pid>.<random>.tmp``. A writer killed mid-write leaves it
   behind; the next write into the same directory removes those whose process, on this host, is
   gone, so a run killed during checkpointing again and again does not fill the disk.
-- A failed write is a :class:`~shared.errors.WriteError` that names the file and the cause:
+- A failed write is a :class:`~zoo.shared.errors.WriteError` that names the file and the cause:
   "no space left on device writing <file>", not the zip-writer offset error that
   ``torch.save`` turns ENOSPC into.
 

@@ -116,7 +116,7 @@ def create(name: str, pretrained: Any = False, **kwargs: Any) -> torch.nn.Module
     ``num_classes`` / ``in_chans`` given together with pretrained weights re-initialise the
     classifier / adapt the first layer; ``model.load_report`` says what was done.
     ``features_only=True`` (with optional ``out_indices``) wraps the model in a
-    :class:`shared.features.FeatureExtractor` that returns the maps of those feature stages.
+    :class:`zoo.shared.features.FeatureExtractor` that returns the maps of those feature stages.
     """
     # feature extraction and loading options; they are not part of the model's config
     features_only = kwargs.pop("features_only", False)

@@ -6,7 +6,7 @@ from dataclasses import asdict
 import pytest
 
 import zoo
-from shared.errors import CheckpointError
+from zoo.shared.errors import CheckpointError
 from zoo.cli import main
 
 HEAVY = ("transformers", "diffusers", "torch_geometric", "gymnasium")
@@ -80,14 +80,14 @@ def test_zoo_namespace_shows_only_the_api():
     assert names == sorted([*zoo.__all__, "__version__"])
     assert not {"Any", "annotations", "importlib"} & set(names)
     assert all(hasattr(zoo, n) for n in zoo.__all__)
-    import shared.errors
+    from zoo.shared import errors as error_module
 
-    errors = {n for n, c in vars(shared.errors).items() if isinstance(c, type) and issubclass(c, zoo.ZooError)}
-    assert errors <= set(zoo.__all__)  # a user catches zoo.DatasetError without knowing shared.errors
+    errors = {n for n, c in vars(error_module).items() if isinstance(c, type) and issubclass(c, zoo.ZooError)}
+    assert errors <= set(zoo.__all__)  # a user catches zoo.DatasetError without knowing zoo.shared.errors
     import importlib
 
     importlib.import_module("zoo.cli")  # an imported submodule stays out of dir() too
-    assert "cli" not in dir(zoo)
+    assert not {"cli", "shared", "vision", "graph"} & set(dir(zoo))
 
 
 # ------------------------------------------------------------------------------- train / finetune
@@ -111,12 +111,12 @@ def test_train_help_shows_the_recipe_options(capsys):
 @pytest.fixture
 def recipe_calls(monkeypatch):
     """Replace the recipes' main with a recorder: which recipe got which arguments."""
-    import graph.train
-    import vision.finetune
-    import vision.train
+    import zoo.graph.train
+    import zoo.vision.finetune
+    import zoo.vision.train
 
     calls = []
-    for module in (vision.train, vision.finetune, graph.train):
+    for module in (zoo.vision.train, zoo.vision.finetune, zoo.graph.train):
         monkeypatch.setattr(module, "main", lambda argv, m=module.__name__: calls.append((m, argv)) or 0)
     return calls
 
@@ -131,7 +131,7 @@ def recipe_calls(monkeypatch):
 def test_model_name_before_or_after_the_options(recipe_calls, argv):
     assert main(argv) == 0
     module, args = recipe_calls[-1]
-    assert module == "vision.train"
+    assert module == "zoo.vision.train"
     rest = [a for a in argv[1:] if "resnet18" not in a and a != "--model"]
     assert args == ["--model", "resnet18", *rest]
 
@@ -139,8 +139,8 @@ def test_model_name_before_or_after_the_options(recipe_calls, argv):
 def test_recipe_is_chosen_by_the_models_domain(recipe_calls):
     assert main(["train", "--dataset", "karate", "gcn"]) == 0
     assert main(["finetune", "resnet18", "--pretrained", "x"]) == 0
-    assert recipe_calls == [("graph.train", ["--model", "gcn", "--dataset", "karate"]),
-                            ("vision.finetune", ["--model", "resnet18", "--pretrained", "x"])]
+    assert recipe_calls == [("zoo.graph.train", ["--model", "gcn", "--dataset", "karate"]),
+                            ("zoo.vision.finetune", ["--model", "resnet18", "--pretrained", "x"])]
 
 
 def test_train_without_a_model_name_says_how_to_call_it(recipe_calls, capsys):
@@ -175,26 +175,26 @@ def test_user_mistakes_in_a_recipe_are_one_line(capsys):
 
 
 def test_debug_shows_the_traceback_and_other_errors_are_not_hidden(monkeypatch, capsys):
-    import vision.train
+    import zoo.vision.train
 
     def broken(argv):
         raise CheckpointError("runs/x/last.pt is truncated; delete it or train without --resume")
 
-    monkeypatch.setattr(vision.train, "main", broken)
+    monkeypatch.setattr(zoo.vision.train, "main", broken)
     assert main(["train", "resnet18"]) == 1
     assert _error_line(capsys.readouterr().err) == \
         "zoo: error: runs/x/last.pt is truncated; delete it or train without --resume"
     for argv in (["--debug", "train", "resnet18"], ["train", "resnet18", "--debug"]):
         with pytest.raises(CheckpointError):
             main(argv)
-    monkeypatch.setattr(vision.train, "main", lambda argv: 1 / 0)  # a bug, not a user mistake: traceback
+    monkeypatch.setattr(zoo.vision.train, "main", lambda argv: 1 / 0)  # a bug, not a user mistake: traceback
     with pytest.raises(ZeroDivisionError):
         main(["train", "resnet18"])
 
     def interrupted(argv):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(vision.train, "main", interrupted)
+    monkeypatch.setattr(zoo.vision.train, "main", interrupted)
     assert main(["train", "resnet18"]) == 130
     assert capsys.readouterr().err == "zoo: interrupted\n"
 

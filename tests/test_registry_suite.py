@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from shared.registry import get_entry, reset_classifier
+from zoo.shared.registry import get_entry, reset_classifier
 
 MODELS = zoo.list_models()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from shared.errors import InputError
-from shared.registry import TestSpec, WeightSource
+from zoo.shared.errors import InputError
+from zoo.shared.registry import TestSpec, WeightSource
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's checkpoints
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from shared.errors import DatasetError, InvalidConfigError
+from zoo.shared.errors import DatasetError, InvalidConfigError
 
 DIGITS_TEST_FRACTION = 0.25
 VAL_FRACTION = 0.1

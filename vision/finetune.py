@@ -1,7 +1,7 @@
 """Fine-tune a pretrained vision model on new classes.
 
     zoo finetune resnet18 --pretrained runs/digits04/ --classes 5-9 --strategy full
-    python -m vision.finetune --model vit_small_patch16_224 --pretrained vit.safetensors \\
+    python -m zoo.vision.finetune --model vit_small_patch16_224 --pretrained vit.safetensors \\
         --data ~/flowers --num-classes 102 --strategy llrd --layer-decay 0.75
 
 The new head comes from the registry: ``create(name, pretrained=..., num_classes=N)`` drops the
@@ -16,7 +16,7 @@ checkpoint's classifier and reports it. Strategies:
 Groups come from the model's own depth: the stem, then each stage (ResNet ``layerN``) or block
 (ViT ``blocks.N``, MobileNetV3 ``features.N``), then the head.
 
-The recipe's shape is ``vision.train``'s: ``build_parser()``, ``run(args)`` returning the summary,
+The recipe's shape is ``zoo.vision.train``'s: ``build_parser()``, ``run(args)`` returning the summary,
 ``main(argv)``.
 """
 
@@ -27,10 +27,10 @@ import re
 import torch
 from torch import nn
 
-from shared.errors import InvalidConfigError
-from shared.registry import get_entry, reset_classifier
-from shared.training import Callback
-from shared.training.optim import build_optimizer, decay_groups
+from zoo.shared.errors import InvalidConfigError
+from zoo.shared.registry import get_entry, reset_classifier
+from zoo.shared.training import Callback
+from zoo.shared.training.optim import build_optimizer, decay_groups
 
 from . import train as recipe
 
@@ -103,7 +103,7 @@ class GradualUnfreezing(Callback):
 
 
 def build_parser():
-    p = recipe.build_parser("zoo finetune NAME / python -m vision.finetune", __doc__)
+    p = recipe.build_parser("zoo finetune NAME / python -m zoo.vision.finetune", __doc__)
     p.add_argument("--num-classes", type=recipe.bounded(int, 1), default=None,
                    help="classes of the new head (default: the data's)")
     p.add_argument("--strategy", default="full", choices=STRATEGIES)

@@ -23,10 +23,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from shared.errors import InvalidConfigError
-from shared.features import take_indices
-from shared.layers import ConvNormAct, SqueezeExcitation, checkpoint_seq
-from shared.registry import POSITIVE, Variant, register_model
+from zoo.shared.errors import InvalidConfigError
+from zoo.shared.features import take_indices
+from zoo.shared.layers import ConvNormAct, SqueezeExcitation, checkpoint_seq
+from zoo.shared.registry import POSITIVE, Variant, register_model
 
 from .common import (IMAGENET_MEAN, IMAGENET_STD, check_images, classifier_test_spec, data_config,
                      torchvision_weights)

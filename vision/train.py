@@ -1,14 +1,14 @@
 """Train an image classifier from the registry.
 
-    python -m vision.train --model resnet18                     # scikit-learn digits, offline
-    python -m vision.train --model resnet50 --data ~/imagenette --img-size 160 --epochs 20
-    python -m vision.train --model vit_small_patch16_224 --data hf:uoft-cs/cifar10 --img-size 32 \
+    python -m zoo.vision.train --model resnet18                     # scikit-learn digits, offline
+    python -m zoo.vision.train --model resnet50 --data ~/imagenette --img-size 160 --epochs 20
+    python -m zoo.vision.train --model vit_small_patch16_224 --data hf:uoft-cs/cifar10 --img-size 32 \
         --augment trivialaugment --mixup 0.8 --cutmix 1.0 --label-smoothing 0.1 --ema-decay 0.999
     zoo train resnet18 --epochs 5 --output-dir runs/r18        # the same, through the zoo CLI
 
-Data + model + task + config; the loop itself is ``shared.training.Trainer``. Like every recipe:
+Data + model + task + config; the loop itself is ``zoo.shared.training.Trainer``. Like every recipe:
 ``build_parser()`` (the options), ``run(args)`` (does the work, returns the summary dict),
-``main(argv)`` (the command line). ``vision.finetune`` reuses ``setup`` and ``train_and_test``.
+``main(argv)`` (the command line). ``zoo.vision.finetune`` reuses ``setup`` and ``train_and_test``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from shared.errors import InvalidConfigError
-from shared.factory import create
-from shared.registry import get_entry
-from shared.training import ClassificationTask, TrainConfig, Trainer, seed_everything
+from zoo.shared.errors import InvalidConfigError
+from zoo.shared.factory import create
+from zoo.shared.registry import get_entry
+from zoo.shared.training import ClassificationTask, TrainConfig, Trainer, seed_everything
 
 from . import data as vdata
 
@@ -65,7 +65,7 @@ def _classes_option(text: str) -> str:
     return text
 
 
-def build_parser(prog: str = "python -m vision.train", doc: str | None = __doc__) -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m zoo.vision.train", doc: str | None = __doc__) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     count, positive, non_negative = bounded(int, 1), bounded(float, 0, above=True), bounded(float, 0)
     p.add_argument("--model", default="resnet18", help="registered model name (zoo list --domain vision)")
@@ -243,7 +243,7 @@ def train_and_test(args: argparse.Namespace, data, model, config, *, optimizer=N
                                          f"{args.model} on {data.name} (test, {len(targets)} images)")
             print(f"confusion matrix: {path}")
         if args.save_model:
-            from shared.weights import save_pretrained
+            from zoo.shared.weights import save_pretrained
 
             # the weights the test accuracy above was measured with (the EMA copy when EMA evaluates),
             # with the class names and data config set up in setup()

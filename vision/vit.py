@@ -30,11 +30,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from shared.errors import InputError, InvalidConfigError
-from shared.features import take_indices
-from shared.layers import (DropPath, Mlp, attention, checkpoint_seq, init_weights_vit_style, merge_heads,
+from zoo.shared.errors import InputError, InvalidConfigError
+from zoo.shared.features import take_indices
+from zoo.shared.layers import (DropPath, Mlp, attention, checkpoint_seq, init_weights_vit_style, merge_heads,
                            resample_abs_pos_embed, split_heads, trunc_normal_)
-from shared.registry import POSITIVE, Variant, WeightSource, register_model
+from zoo.shared.registry import POSITIVE, Variant, WeightSource, register_model
 
 from .common import (INCEPTION_MEAN, INCEPTION_STD, check_images, classifier_test_spec, data_config,
                      torchvision_weights)

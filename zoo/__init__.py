@@ -5,9 +5,9 @@ first time the registry is asked something, and they import only torch-level dep
 ``dir(zoo)`` lists the API alone (``__all__``); helpers are private or imported where used.
 """
 
-from shared import factory as _factory
-from shared import registry as _registry
-from shared.errors import (
+from zoo.shared import factory as _factory
+from zoo.shared import registry as _registry
+from zoo.shared.errors import (
     CheckpointError,
     CheckpointFormatError,
     CheckpointMismatchError,
@@ -25,8 +25,8 @@ from shared.errors import (
     WriteError,
     ZooError,
 )
-from shared.registry import ModelInfo, TestSpec, WeightSource, register_model
-from shared.weights import LoadReport, save_pretrained
+from zoo.shared.registry import ModelInfo, TestSpec, WeightSource, register_model
+from zoo.shared.weights import LoadReport, save_pretrained
 
 __version__ = "0.1.0"
 
@@ -40,7 +40,7 @@ def _load_domains() -> None:
         import importlib
 
         for domain in DOMAINS:
-            importlib.import_module(domain)
+            importlib.import_module(f"zoo.{domain}")
         _loaded = True
 
 

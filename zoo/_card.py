@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import textwrap
 
-from shared.registry import ModelInfo
+from zoo.shared.registry import ModelInfo
 
 WIDTH = 100
 

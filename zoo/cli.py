@@ -1,6 +1,6 @@
 """The ``zoo`` command: ``list``, ``info NAME``, ``predict``, ``train NAME ...``, ``finetune NAME ...``.
 
-``zoo train NAME [options]`` runs the recipe of NAME's domain (``vision.train``, ``graph.train``,
+``zoo train NAME [options]`` runs the recipe of NAME's domain (``zoo.vision.train``, ``zoo.graph.train``,
 ``<domain>.train``) with ``--model NAME`` and the options, which may also come before NAME;
 ``zoo train NAME --help`` shows that recipe's options.
 
@@ -27,7 +27,7 @@ def _usage_errors(hint: str | None = None):
     """Turn every argparse error raised inside into a UsageError, the recipes' parsers included.
 
     argparse prints the whole usage block and exits; a recipe's parser (built inside its ``main``)
-    would print ``python -m vision.train: error: ...`` under 15 lines of usage. Replacing the class's
+    would print ``python -m zoo.vision.train: error: ...`` under 15 lines of usage. Replacing the class's
     ``error`` for the duration of the command gives one ``zoo: error:`` line for all of them.
     """
     original = argparse.ArgumentParser.error
@@ -66,7 +66,7 @@ def _floats(text: str) -> list[float]:
 
 def _cmd_list(args) -> int:
     import zoo
-    from shared.registry import get_entry
+    from zoo.shared.registry import get_entry
 
     names = zoo.list_models(args.pattern, domain=args.domain, pretrained=args.pretrained)
     if args.names_only:
@@ -120,7 +120,7 @@ def _cmd_predict(args) -> int:
 
 
 def _is_model(token: str) -> bool:
-    from shared.registry import registered_entries, split_name
+    from zoo.shared.registry import registered_entries, split_name
 
     return split_name(token)[0] in registered_entries()
 
@@ -163,9 +163,9 @@ def _recipe_module(domain: str, command: str):
     import importlib
     import importlib.util
 
-    from shared.errors import ZooError
+    from zoo.shared.errors import ZooError
 
-    name = f"{domain}.{command}"
+    name = f"zoo.{domain}.{command}"
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -174,7 +174,7 @@ def _recipe_module(domain: str, command: str):
                            f"(pip install {exc.name.split('.')[0]})") from exc
     import zoo
 
-    have = [d for d in zoo.DOMAINS if importlib.util.find_spec(d) and importlib.util.find_spec(f"{d}.{command}")]
+    have = [d for d in zoo.DOMAINS if importlib.util.find_spec(f"zoo.{d}.{command}")]
     raise ZooError(f"the {domain} domain has no {command} recipe yet ({name} does not exist); "
                    f"zoo {command} works for {', '.join(have) or 'no domain'} models")
 
@@ -189,7 +189,7 @@ def _recipe_help(command: str) -> str:
 def _cmd_recipe(command: str, rest: list[str]) -> int:
     """``zoo train NAME`` / ``zoo finetune NAME``: ``<domain>.<command>.main(["--model", NAME, ...])``."""
     import zoo
-    from shared.registry import get_entry
+    from zoo.shared.registry import get_entry
 
     wants_help = any(a in ("-h", "--help") for a in rest)
     zoo.list_models()  # the domains register their models
@@ -258,7 +258,7 @@ def _run(argv: list[str]) -> int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from shared.errors import ZooError
+    from zoo.shared.errors import ZooError
 
     return (ZooError, FileNotFoundError, PermissionError)
 

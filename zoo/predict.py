@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from shared.errors import CheckpointError, InputError
+from zoo.shared.errors import CheckpointError, InputError
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
 
@@ -166,8 +166,8 @@ class Predictor:
 def load_predictor(pretrained: str, img_size: int | None = None, mean=None, std=None) -> Predictor:
     """A :class:`Predictor` for a ``save_pretrained`` directory (or ``hf-hub:org/name``)."""
     import zoo
-    from shared.registry import get_entry
-    from shared.weights import read_zoo_config, resolve_hf_hub
+    from zoo.shared.registry import get_entry
+    from zoo.shared.weights import read_zoo_config, resolve_hf_hub
 
     spec = str(pretrained)
     directory = resolve_hf_hub(spec).parent if spec.startswith("hf-hub:") else Path(spec).expanduser()

@@ -4,13 +4,13 @@
 writes a temporary file in the same directory, flushes and fsyncs it, then
 renames it over the target with ``os.replace`` (atomic on POSIX and Windows).
 A crash at any point leaves either the previous checkpoint or the new one.
-A full disk or an unwritable directory is a :class:`~shared.errors.WriteError`
-naming the file (see :mod:`shared.atomic`).
+A full disk or an unwritable directory is a :class:`~zoo.shared.errors.WriteError`
+naming the file (see :mod:`zoo.shared.atomic`).
 
 ``load_checkpoint`` uses ``torch.load(weights_only=True)``: a checkpoint can
 hold tensors and plain containers of numbers/strings, never pickled code. A
 file it cannot load is named with what is wrong with it, as one of the
-:class:`~shared.errors.CheckpointError` subclasses: empty or truncated
+:class:`~zoo.shared.errors.CheckpointError` subclasses: empty or truncated
 (``CorruptCheckpointError``), not a checkpoint at all or not the kind asked for
 (``ForeignCheckpointError``), written by a newer version
 (``CheckpointFormatError``), or needing code to load (``UnsafeCheckpointError``).

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import zoo
-from graph import conv, fast
-from shared.errors import InputError
+from zoo.graph import conv, fast
+from zoo.shared.errors import InputError
 
 NODE_MODELS = ["gcn", "gat", "gatv2", "graphsage"]
 

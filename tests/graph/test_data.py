@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from graph.data import DatasetError, karate_club, load_planetoid, read_planetoid_file
+from zoo.graph.data import DatasetError, karate_club, load_planetoid, read_planetoid_file
 
 
 def _write_tiny_planetoid(root, name="cora"):
@@ -129,7 +129,7 @@ def test_karate_club_matches_networkx():
 
 
 def test_recipe_smoke(tmp_path):
-    from graph import train
+    from zoo.graph import train
 
     assert train.main(["--model", "gcn", "--dataset", "karate", "--epochs", "5", "--seeds", "2", "--no-progress",
                        "--output-dir", str(tmp_path / "run"), "--save-model", str(tmp_path / "model")]) == 0
@@ -150,8 +150,8 @@ def test_zoo_train_cli(capsys):
 
 
 def _replay(rule: str, curve: list[tuple[float, float]], patience: int) -> tuple[int, int]:
-    """Feed (val acc, val loss) per epoch to graph.train's selection rule; (kept epoch, last epoch run)."""
-    from graph.train import selection
+    """Feed (val acc, val loss) per epoch to zoo.graph.train's selection rule; (kept epoch, last epoch run)."""
+    from zoo.graph.train import selection
 
     sel = selection(rule, patience)
     for epoch, (acc, loss) in enumerate(curve, 1):
@@ -183,7 +183,7 @@ def test_selection_rules_keep_the_epochs_their_authors_keep():
 
 
 def test_gat_on_pubmed_trains_with_the_papers_pubmed_recipe(tmp_path):
-    from graph import train
+    from zoo.graph import train
 
     assert train.recipe_for("gat", "cora") == (train.RECIPES["gat"], {})
     assert train.recipe_for("gcn", "pubmed") == (train.RECIPES["gcn"], {})

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from graph.data import load_planetoid, read_planetoid_file
-from shared.errors import DatasetError
+from zoo.graph.data import load_planetoid, read_planetoid_file
+from zoo.shared.errors import DatasetError
 from tests.graph.test_data import _write_tiny_planetoid
 
 

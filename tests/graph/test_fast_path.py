@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import zoo
-from graph import conv, fast
-from graph.examples import random_graph_batch
+from zoo.graph import conv, fast
+from zoo.graph.examples import random_graph_batch
 
 N, F_IN = 40, 12
 

@@ -5,9 +5,9 @@ import torch
 
 pyg_nn = pytest.importorskip("torch_geometric.nn", reason="torch_geometric is the reference for the parity tests")
 
-from graph import conv as ours  # noqa: E402
-from graph import fast  # noqa: E402
-from graph import message_passing as mp  # noqa: E402
+from zoo.graph import conv as ours  # noqa: E402
+from zoo.graph import fast  # noqa: E402
+from zoo.graph import message_passing as mp  # noqa: E402
 
 N, F_IN, E = 40, 12, 160
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-from shared.errors import InputError, InvalidConfigError
+from zoo.shared.errors import InputError, InvalidConfigError
 
 ALL = ["gcn", "gat", "gatv2", "graphsage"]
 
@@ -26,7 +26,7 @@ def _pyg_models():
 
 
 def _cora_or_random(shared_data_dir):
-    from graph.data import load_planetoid
+    from zoo.graph.data import load_planetoid
 
     if shared_data_dir is not None and (shared_data_dir / "ind.cora.x").is_file():
         data = load_planetoid("cora", shared_data_dir, download=False)
@@ -129,7 +129,7 @@ def test_bad_inputs_raise_input_error(name):
 
 
 def test_gin_graph_classification():
-    from graph.examples import random_graph_batch
+    from zoo.graph.examples import random_graph_batch
 
     cfg = dict(in_channels=5, hidden_channels=8, num_classes=3, num_layers=2)
     model = zoo.create("gin", **cfg).eval()
@@ -160,7 +160,7 @@ def test_gin_state_dict_matches_pyg_gin_conv_layout():
 
 
 def test_input_dropout_keeps_the_distribution():
-    from graph.fast import NonzeroMemo, sparse_dropout
+    from zoo.graph.fast import NonzeroMemo, sparse_dropout
 
     x = (torch.rand(200, 300) < 0.02).float() * 3.0
     memo = NonzeroMemo()

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import zoo
-from graph.sampling import CSRAdjacency, NeighborSampler, sample_neighbors
-from shared.errors import InputError
+from zoo.graph.sampling import CSRAdjacency, NeighborSampler, sample_neighbors
+from zoo.shared.errors import InputError
 
 
 def _graph(n=60, e=600, seed=0):
@@ -119,7 +119,7 @@ def test_minibatch_gradients_flow_and_bad_blocks_raise():
 
 
 def test_minibatch_training_cli(capsys):
-    from graph import train
+    from zoo.graph import train
 
     s = train.run(train.build_parser().parse_args([
         "--model", "graphsage", "--dataset", "karate", "--fanouts", "5", "5", "--batch-size", "8",
@@ -129,7 +129,7 @@ def test_minibatch_training_cli(capsys):
 
 
 def test_sampler_arguments_and_seeds_are_checked():
-    from shared.errors import InvalidConfigError
+    from zoo.shared.errors import InvalidConfigError
 
     ei, n = _graph()
     with pytest.raises(InvalidConfigError, match="num_nodes"):

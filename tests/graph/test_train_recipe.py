@@ -1,13 +1,13 @@
-"""graph.train on the training core's parts: runs that end, and usage errors before any work."""
+"""zoo.graph.train on the training core's parts: runs that end, and usage errors before any work."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from graph import train
-from graph.data import karate_club
-from shared.training import NonFiniteLossError
+from zoo.graph import train
+from zoo.graph.data import karate_club
+from zoo.shared.training import NonFiniteLossError
 
 
 @pytest.mark.parametrize("model", ["gcn", "gat"])
@@ -39,7 +39,7 @@ def test_senseless_values_are_usage_errors_before_any_work(argv, message, capsys
 
 
 def test_data_is_found_by_the_one_rule(tmp_path, monkeypatch):
-    from shared.data_paths import data_root
+    from zoo.shared.data_paths import data_root
 
     monkeypatch.delenv("ZOO_DATA", raising=False)
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
@@ -47,7 +47,7 @@ def test_data_is_found_by_the_one_rule(tmp_path, monkeypatch):
     monkeypatch.setenv("ZOO_DATA", str(tmp_path / "data"))
     assert data_root("planetoid") == tmp_path / "data" / "planetoid"
     assert data_root("planetoid", tmp_path / "mine") == tmp_path / "mine"  # --data-dir first
-    # graph.train reads $ZOO_DATA/planetoid, not a folder relative to this repository
+    # zoo.graph.train reads $ZOO_DATA/planetoid, not a folder relative to this repository
     seen = {}
     monkeypatch.setattr(train, "load_planetoid", lambda name, root: seen.setdefault("root", root))
     train.load_dataset("cora", None)

@@ -18,7 +18,7 @@ from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, when run as a script
 
-from shared.training import Callback, ClassificationTask, TrainConfig, Trainer  # noqa: E402
+from zoo.shared.training import Callback, ClassificationTask, TrainConfig, Trainer  # noqa: E402
 
 
 class StopAtStep(Callback):

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared import atomic
-from shared.atomic import atomic_open, check_writable, remove_stale_temp_files
-from shared.errors import WriteError
-from shared.training import load_checkpoint, save_checkpoint
+from zoo.shared import atomic
+from zoo.shared.atomic import atomic_open, check_writable, remove_stale_temp_files
+from zoo.shared.errors import WriteError
+from zoo.shared.training import load_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 SLOW_WRITER = f"""
 import sys, time
 sys.path.insert(0, {str(REPO)!r})
-from shared.atomic import atomic_open
+from zoo.shared.atomic import atomic_open
 with atomic_open(sys.argv[1]) as fh:
     fh.write(b"x" * 100_000)
     fh.flush()
@@ -69,7 +69,7 @@ def test_save_pretrained_output_gets_the_umask_permissions(tmp_path, umask):
 
 
 def test_downloads_get_the_umask_permissions(tmp_path, umask):
-    from graph.data import PLANETOID_SUFFIXES, download_planetoid
+    from zoo.graph.data import PLANETOID_SUFFIXES, download_planetoid
 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -181,7 +181,7 @@ def test_full_disk_at_fsync_names_the_file(tmp_path, monkeypatch):
 
 
 def test_errors_of_the_callers_own_code_pass_through(tmp_path):
-    # graph.data downloads inside atomic_open: a network error is not a write error
+    # zoo.graph.data downloads inside atomic_open: a network error is not a write error
     with pytest.raises(urllib.error.URLError) as info:
         with atomic_open(tmp_path / "f.bin"):
             raise urllib.error.URLError("no network")
@@ -253,8 +253,8 @@ def test_check_writable_where_a_file_is_in_the_way(tmp_path):
 CHECK_AS_USER = f"""
 import sys
 sys.path.insert(0, {str(REPO)!r})
-from shared.atomic import check_writable
-from shared.errors import WriteError
+from zoo.shared.atomic import check_writable
+from zoo.shared.errors import WriteError
 for target in sys.argv[1:]:
     try:
         check_writable(target)

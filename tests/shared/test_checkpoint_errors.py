@@ -12,15 +12,15 @@ import zipfile
 import pytest
 import torch
 
-from shared.errors import (
+from zoo.shared.errors import (
     CheckpointError,
     CheckpointFormatError,
     CorruptCheckpointError,
     ForeignCheckpointError,
     UnsafeCheckpointError,
 )
-from shared.training import load_checkpoint, save_checkpoint
-from shared.training.checkpoint import CHECKPOINT_FORMAT
+from zoo.shared.training import load_checkpoint, save_checkpoint
+from zoo.shared.training.checkpoint import CHECKPOINT_FORMAT
 
 
 def _good(tmp_path, **extra) -> bytes:

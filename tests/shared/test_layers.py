@@ -1,4 +1,4 @@
-"""Tests for shared.layers: parity with torch / torchvision / timm references, math properties, errors."""
+"""Tests for zoo.shared.layers: parity with torch / torchvision / timm references, math properties, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared.layers import (
+from zoo.shared.layers import (
     ConvNormAct,
     DropPath,
     GradientReversal,

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 import zoo
-from shared import factory, registry
-from shared.registry import AT_LEAST_ONE, PROBABILITY, Range, WeightSource, check_config, register_model
+from zoo.shared import factory, registry
+from zoo.shared.registry import AT_LEAST_ONE, PROBABILITY, Range, WeightSource, check_config, register_model
 
 # -- zoo.create: types, ranges, family checks -----------------------------------------------------------------
 

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-import shared.training.trainer as trainer_module
-from shared.training import (
+import zoo.shared.training.trainer as trainer_module
+from zoo.shared.training import (
     Callback,
     ClassificationTask,
     ModelEMA,
@@ -32,8 +32,8 @@ from shared.training import (
     seed_everything,
     set_rng_state,
 )
-from shared.training import checkpoint as checkpoint_module
-from shared.training.optim import build_scheduler
+from zoo.shared.training import checkpoint as checkpoint_module
+from zoo.shared.training.optim import build_scheduler
 
 # Fast, quiet defaults for every test: CPU, no bar, no TensorBoard, no plot.
 QUIET = dict(device="cpu", progress=False, tensorboard=False, plot=False)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
-from shared.training import (
+from zoo.shared.training import (
     AccuracyAndLoss,
     AccuracyThenLoss,
     BestTracker,
@@ -517,7 +517,7 @@ def test_resume_with_more_epochs_stretches_the_schedule(tmp_path, capsys):
     # the lr after each step of epochs 3-4 is the 16-step schedule's: still falling, ending at 0,
     # never warming up again nor climbing back up a second cosine cycle
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
-    from shared.training.optim import build_scheduler
+    from zoo.shared.training.optim import build_scheduler
 
     ref = build_scheduler(opt, TrainConfig(epochs=4, **base), 4, 16)
     expected = []
@@ -530,8 +530,8 @@ def test_resume_with_more_epochs_stretches_the_schedule(tmp_path, capsys):
 
 
 def test_resume_from_a_file_that_is_not_a_training_checkpoint_names_it(tmp_path):
-    from shared.errors import ForeignCheckpointError
-    from shared.training import save_checkpoint
+    from zoo.shared.errors import ForeignCheckpointError
+    from zoo.shared.training import save_checkpoint
 
     path = tmp_path / "weights.pt"
     save_checkpoint(path, make_mlp().state_dict())  # a model state dict, not a training run
@@ -540,7 +540,7 @@ def test_resume_from_a_file_that_is_not_a_training_checkpoint_names_it(tmp_path)
 
 
 def test_an_unwritable_output_directory_fails_before_training(tmp_path):
-    from shared.errors import WriteError
+    from zoo.shared.errors import WriteError
 
     (tmp_path / "file").write_text("in the way")
     calls = []

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 import zoo
-from shared.registry import WeightSource, get_entry
-from shared.weights import adapt_input_conv, sha256_file
+from zoo.shared.registry import WeightSource, get_entry
+from zoo.shared.weights import adapt_input_conv, sha256_file
 
 
 def _small(**kw):

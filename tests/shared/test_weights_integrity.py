@@ -13,11 +13,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-import shared.weights as weights
+import zoo.shared.weights as weights
 import zoo
-from shared.errors import CheckpointValuesError, InvalidConfigFileError, WeightsIntegrityError
-from shared.registry import WeightSource, get_entry
-from shared.weights import check_pretrained_arg, load_weights, read_state_dict, sha256_file, zoo_cache_paths
+from zoo.shared.errors import CheckpointValuesError, InvalidConfigFileError, WeightsIntegrityError
+from zoo.shared.registry import WeightSource, get_entry
+from zoo.shared.weights import check_pretrained_arg, load_weights, read_state_dict, sha256_file, zoo_cache_paths
 
 
 def _small(**kw):

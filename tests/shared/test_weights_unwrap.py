@@ -13,8 +13,8 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import TensorDataset
 
 import zoo
-from shared import registry
-from shared.training import ClassificationTask, ModelEMA, TrainConfig, Trainer
+from zoo.shared import registry
+from zoo.shared.training import ClassificationTask, ModelEMA, TrainConfig, Trainer
 
 
 def _small(**kw):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import zoo
-from shared.errors import InputError
-from shared.registry import get_entry
+from zoo.shared.errors import InputError
+from zoo.shared.registry import get_entry
 from tests.vision._helpers import randomize_bn
 
 VISION = zoo.list_models(domain="vision")

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.errors import DatasetError
-from vision import data as vdata
-from vision import finetune
-from vision.train import build_parser, main
+from zoo.shared.errors import DatasetError
+from zoo.vision import data as vdata
+from zoo.vision import finetune
+from zoo.vision.train import build_parser, main
 
 # -- PNGs whose chunks and CRCs are valid but whose pixel data is not ----------------------------------------
 
@@ -78,7 +78,7 @@ def _train(data, *extra):
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail the test if training starts: every refusal below must come first."""
-    from vision import train
+    from zoo.vision import train
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started")
@@ -215,7 +215,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("option, value, words", BAD_VALUES, ids=[f"{o}={v}" for o, v, _ in BAD_VALUES])
 def test_bad_option_value_is_a_usage_error(option, value, words, capsys, monkeypatch):
-    from vision import train
+    from zoo.vision import train
 
     monkeypatch.setattr(train, "load_data", lambda *a: pytest.fail("work started"))
     with pytest.raises(SystemExit) as exit_:
@@ -245,8 +245,8 @@ def test_sensible_edge_values_are_accepted():
 
 
 def test_num_classes_below_the_data_classes_is_refused(tmp_path, no_training):
-    from shared.errors import InvalidConfigError
-    from vision.train import setup
+    from zoo.shared.errors import InvalidConfigError
+    from zoo.vision.train import setup
 
     args = finetune.build_parser().parse_args(["--pretrained", "x", "--classes", "0-4", "--num-classes", "3"])
     with pytest.raises(InvalidConfigError, match="--num-classes 3 is fewer than the 5 classes"):

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 import zoo
-from shared import registry
-from shared.features import FeatureExtractor
-from vision.vit import VisionTransformer
+from zoo.shared import registry
+from zoo.shared.features import FeatureExtractor
+from zoo.vision.vit import VisionTransformer
 from tests.vision._helpers import randomize_bn
 
 VISION = zoo.list_models(domain="vision")

@@ -7,11 +7,11 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
-from shared.errors import InvalidConfigError
-from shared.registry import get_entry
+from zoo.shared.errors import InvalidConfigError
+from zoo.shared.registry import get_entry
 from tests.vision.test_train_recipe import _write_folder
-from vision.finetune import build_parser, depth_groups, finetune_optimizer, run
-from vision.finetune import main as finetune_main
+from zoo.vision.finetune import build_parser, depth_groups, finetune_optimizer, run
+from zoo.vision.finetune import main as finetune_main
 from zoo.cli import main as zoo_main
 
 

@@ -5,8 +5,8 @@ import torch
 import torchvision
 
 import zoo
-from shared.errors import InputError, InvalidConfigError
-from vision.mobilenetv3 import MobileNetV3
+from zoo.shared.errors import InputError, InvalidConfigError
+from zoo.vision.mobilenetv3 import MobileNetV3
 from tests.vision._helpers import load_torchvision_checkpoint, randomize_bn
 
 VARIANTS = ["mobilenet_v3_large", "mobilenet_v3_small"]

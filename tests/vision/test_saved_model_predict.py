@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 import zoo
-from vision import data as vdata
-from vision.train import build_parser, run
+from zoo.vision import data as vdata
+from zoo.vision.train import build_parser, run
 from zoo.cli import main as zoo_main
 
 IMG_SIZE = 16
@@ -21,7 +21,7 @@ IMG_SIZE = 16
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """resnet18 trained one epoch on digits (thin, 16 px) by vision.train's run(), saved with --save-model."""
+    """resnet18 trained one epoch on digits (thin, 16 px) by zoo.vision.train's run(), saved with --save-model."""
     out = tmp_path_factory.mktemp("digits") / "model"
     args = build_parser().parse_args(["--model", "resnet18", "--epochs", "1", "--img-size", str(IMG_SIZE),
                                       "--batch-size", "32", "--lr", "3e-3", "--no-progress", "--save-model", str(out)])

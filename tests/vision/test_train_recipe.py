@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shared.errors import DatasetError, InvalidConfigError
-from vision import data as vdata
-from vision.train import build_parser, main, run
+from zoo.shared.errors import DatasetError, InvalidConfigError
+from zoo.vision import data as vdata
+from zoo.vision.train import build_parser, main, run
 
 
 def test_digits_split_is_fixed_and_stratified():
@@ -106,7 +106,7 @@ def test_digits_augment_policy_varies_training_images_only():
 def test_batch_mixing_gives_soft_targets():
     import torch
 
-    from vision.train import batch_mixing
+    from zoo.vision.train import batch_mixing
 
     assert batch_mixing(0.0, 0.0, 10) is None
     mix = batch_mixing(0.8, 1.0, 10)
@@ -130,7 +130,7 @@ def test_recipe_with_trivialaugment_mixup_cutmix(tmp_path, capsys):
 def test_confusion_matrix_counts_the_predictions(tmp_path):
     import torch
 
-    from vision.train import predict, save_confusion_matrix
+    from zoo.vision.train import predict, save_confusion_matrix
 
     data = vdata.load_digits(8)
     torch.manual_seed(0)

@@ -9,9 +9,9 @@ import torchvision
 from timm.models import vision_transformer as timm_vit
 
 import zoo
-from shared.errors import InputError, InvalidConfigError
-from shared.layers import resample_abs_pos_embed
-from vision.vit import VisionTransformer, checkpoint_filter_fn, timm_to_torchvision, torchvision_to_timm
+from zoo.shared.errors import InputError, InvalidConfigError
+from zoo.shared.layers import resample_abs_pos_embed
+from zoo.vision.vit import VisionTransformer, checkpoint_filter_fn, timm_to_torchvision, torchvision_to_timm
 
 VARIANTS = ["vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224", "vit_base_patch32_224",
             "vit_large_patch16_224", "vit_base_patch16_384"]
