@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from zoo.shared.data_paths import find_data_dir
 from zoo.shared.errors import DatasetError, InvalidConfigError
 
 DIGITS_TEST_FRACTION = 0.25
@@ -70,6 +71,19 @@ class ImageData:
 
     def id2label(self) -> dict[int, str]:
         return dict(enumerate(self.classes))
+
+
+def find_data(spec: str) -> str:
+    """``--data`` as given when it is a dataset name, ``hf:NAME`` or an existing path; a bare name
+    (``imagenette``) is looked up by the zoo's data rule, in ``$ZOO_DATA/<name>`` and then the
+    cache's ``data/<name>``; otherwise ``spec`` unchanged (and :func:`data_kind` refuses it)."""
+    if spec in DATASETS or spec.startswith(("hf:", "hf-hub:")) or Path(spec).expanduser().exists():
+        return spec
+    if spec and "/" not in spec and os.sep not in spec:
+        found = find_data_dir(spec)
+        if found is not None:
+            return str(found)
+    return spec
 
 
 def data_kind(spec: str) -> str:

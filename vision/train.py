@@ -125,12 +125,13 @@ def _parse_classes(spec: str | None) -> list[int] | None:
 def load_data(args: argparse.Namespace, img_size: int) -> vdata.ImageData:
     """``--data``: digits, an image folder, or a Hugging Face dataset (hf:NAME, a save_to_disk or
     parquet directory); anything else is a DatasetError before any loading (:func:`vdata.data_kind`)."""
-    kind = vdata.data_kind(args.data)  # a typo'd path fails here, at once
+    spec = vdata.find_data(args.data)  # a bare name may live in $ZOO_DATA or the zoo cache
+    kind = vdata.data_kind(spec)  # a typo'd path fails here, at once
     if kind == "digits":
         return vdata.load_digits(img_size, classes=_parse_classes(args.classes), augment=args.augment)
-    path = Path(args.data).expanduser()
+    path = Path(spec).expanduser()
     if kind == "hf":
-        return vdata.load_hf_dataset(str(path) if path.exists() else args.data, img_size, augment=args.augment,
+        return vdata.load_hf_dataset(str(path) if path.exists() else spec, img_size, augment=args.augment,
                                      image_column=args.image_column, label_column=args.label_column)
     return vdata.load_image_folder(path, img_size, augment=args.augment)
 

@@ -43,15 +43,33 @@ def test_data_is_found_by_the_one_rule(tmp_path, monkeypatch):
 
     monkeypatch.delenv("ZOO_DATA", raising=False)
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
-    assert data_root("planetoid") == tmp_path / "cache" / "data" / "planetoid"
+    cached = tmp_path / "cache" / "data" / "planetoid"
+    assert data_root("planetoid") == cached  # nothing anywhere: the cache, where downloads go
     monkeypatch.setenv("ZOO_DATA", str(tmp_path / "data"))
-    assert data_root("planetoid") == tmp_path / "data" / "planetoid"
+    assert data_root("planetoid") == cached  # $ZOO_DATA/planetoid does not exist
+    cached.mkdir(parents=True)
+    (tmp_path / "data" / "planetoid").mkdir(parents=True)
+    assert data_root("planetoid") == tmp_path / "data" / "planetoid"  # $ZOO_DATA before the cache
     assert data_root("planetoid", tmp_path / "mine") == tmp_path / "mine"  # --data-dir first
-    # zoo.graph.train reads $ZOO_DATA/planetoid, not a folder relative to this repository
+    # graph.train reads $ZOO_DATA/planetoid, not a folder relative to this repository
     seen = {}
     monkeypatch.setattr(train, "load_planetoid", lambda name, root: seen.setdefault("root", root))
     train.load_dataset("cora", None)
     assert seen["root"] == tmp_path / "data" / "planetoid"
+
+
+def test_vision_data_follows_the_same_rule(tmp_path, monkeypatch):
+    from zoo.vision import data as vdata
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ZOO_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "cache" / "data" / "shapes"
+    folder.mkdir(parents=True)
+    assert vdata.find_data("shapes") == str(folder)
+    (tmp_path / "data" / "shapes").mkdir(parents=True)
+    assert vdata.find_data("shapes") == str(tmp_path / "data" / "shapes")
+    assert vdata.find_data("digits") == "digits" and vdata.find_data("hf:org/name") == "hf:org/name"
+    assert vdata.find_data("nowhere") == "nowhere"  # left for data_kind to refuse, naming it
 
 
 def test_progress_bar_of_a_patience_run_shows_patience_not_a_length(monkeypatch):
