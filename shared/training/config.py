@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from ..errors import InvalidConfigError
+
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "constant", "step", "onecycle")
 NAN_POLICIES = ("raise", "skip")
@@ -86,7 +88,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         def check(ok: bool, msg: str) -> None:
             if not ok:
-                raise ValueError(f"TrainConfig: {msg}")
+                raise InvalidConfigError(f"TrainConfig: {msg}")
 
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.max_steps is None or self.max_steps >= 1, f"max_steps must be >= 1 or None, got {self.max_steps}")

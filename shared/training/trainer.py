@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 from .amp import make_grad_scaler, resolve_amp, resolve_device
 from .callbacks import Callback
 from ..atomic import check_writable
+from ..errors import DatasetError, InvalidConfigError
 from .checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import batches_per_epoch, build_eval_loader, build_train_loader, is_streaming
@@ -97,11 +98,11 @@ class Trainer:
                  scheduler=None, callbacks=(), collate_fn=None, selection: BestTracker | None = None):
         self.config = cfg = config if config is not None else TrainConfig()
         if cfg.early_stopping_patience is not None and val_data is None:
-            raise ValueError("early_stopping_patience needs val_data to monitor")
+            raise InvalidConfigError("early_stopping_patience needs val_data to monitor")
         if cfg.eval_every_steps is not None and val_data is None:
-            raise ValueError("eval_every_steps needs val_data to evaluate")
+            raise InvalidConfigError("eval_every_steps needs val_data to evaluate")
         if cfg.resume is True and not cfg.output_dir:
-            raise ValueError("resume=True means output_dir/last.pt; set output_dir or pass a checkpoint path")
+            raise InvalidConfigError("resume=True means output_dir/last.pt: set output_dir (--output-dir, the run folder) or pass a checkpoint path")
         if scheduler is not None and optimizer is None:
             raise ValueError("a custom scheduler needs the optimizer it was built for")
         self.task = task
@@ -134,7 +135,7 @@ class Trainer:
         if self.streaming:
             # A stream has no length: the run is max_steps long, epochs end when the stream does.
             if cfg.max_steps is None:
-                raise ValueError("a streaming (IterableDataset) training set needs max_steps: "
+                raise InvalidConfigError("a streaming (IterableDataset) training set needs max_steps: "
                                  "its length, and so the LR schedule's, is unknown")
             self.batches_per_epoch = None
             self.steps_per_epoch = cfg.max_steps  # only sizes epoch-based schedule options
@@ -143,7 +144,7 @@ class Trainer:
             self.batches_per_epoch = batches_per_epoch(self.train_sampler.num_samples, cfg.batch_size,
                                                        cfg.drop_last)
             if self.batches_per_epoch == 0:
-                raise ValueError(f"training data gives no batch ({len(train_data)} samples, "
+                raise DatasetError(f"training data gives no batch ({len(train_data)} samples, "
                                  f"batch_size={cfg.batch_size}, drop_last={cfg.drop_last})")
             self.steps_per_epoch = math.ceil(self.batches_per_epoch / cfg.grad_accum_steps)
             self.total_steps = cfg.epochs * self.steps_per_epoch
@@ -158,7 +159,7 @@ class Trainer:
                     if cfg.ema_decay is not None else None)
         self.selection = selection if selection is not None else self._default_selection(task)
         if cfg.early_stopping_patience is not None and self.selection is None:
-            raise ValueError("early_stopping_patience needs a metric to monitor: set config.monitor "
+            raise InvalidConfigError("early_stopping_patience needs a metric to monitor: set config.monitor "
                              "or give the task a monitor")
 
         self.state = TrainState()

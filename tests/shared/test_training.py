@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import zoo.shared.training.trainer as trainer_module
+from zoo.shared.errors import InvalidConfigError
 from zoo.shared.training import (
     Callback,
     ClassificationTask,
@@ -95,11 +96,11 @@ class Recorder(Callback):
 
 
 def test_config_rejects_bad_values():
-    with pytest.raises(ValueError, match="optimizer"):
+    with pytest.raises(InvalidConfigError, match="optimizer"):
         TrainConfig(optimizer="lion")
-    with pytest.raises(ValueError, match="grad_accum_steps"):
+    with pytest.raises(InvalidConfigError, match="grad_accum_steps"):
         TrainConfig(grad_accum_steps=0)
-    with pytest.raises(ValueError, match="amp"):
+    with pytest.raises(InvalidConfigError, match="amp"):
         TrainConfig(amp="fp8")
     cfg = TrainConfig(lr=0.5)
     assert TrainConfig.from_dict({**cfg.to_dict(), "unknown_key": 1}) == cfg
@@ -461,7 +462,7 @@ def test_resume_options(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         Trainer(make_mlp(), ClassificationTask(), make_data(n=16),
                 config=TrainConfig(resume=str(tmp_path / "missing.pt"), **QUIET)).fit()
-    with pytest.raises(ValueError, match="output_dir"):
+    with pytest.raises(InvalidConfigError, match="output_dir"):
         Trainer(make_mlp(), ClassificationTask(), make_data(n=16), config=TrainConfig(resume=True, **QUIET))
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
+from zoo.shared.errors import InvalidConfigError
 from zoo.shared.training import (
     AccuracyAndLoss,
     AccuracyThenLoss,
@@ -208,7 +209,7 @@ def test_monitor_comes_from_the_task_or_is_none():
     data = regression_data()
     out = Trainer(nn.Linear(4, 1), Regression(), data, data, TrainConfig(epochs=2, batch_size=10, **QUIET)).fit()
     assert out["best"]["monitor"] is None  # nothing defaults to an accuracy the task does not report
-    with pytest.raises(ValueError, match="monitor"):
+    with pytest.raises(InvalidConfigError, match="monitor"):
         Trainer(nn.Linear(4, 1), Regression(), data, data,
                 TrainConfig(epochs=2, early_stopping_patience=1, **QUIET))
 
@@ -286,7 +287,7 @@ class Stream(IterableDataset):
 
 def test_streaming_dataset_trains_for_max_steps_and_resumes_bitwise(tmp_path):
     base = dict(epochs=100, max_steps=9, batch_size=8, deterministic=True, **QUIET)  # 6 batches per pass
-    with pytest.raises(ValueError, match="max_steps"):
+    with pytest.raises(InvalidConfigError, match="max_steps"):
         Trainer(make_mlp(), ClassificationTask(), Stream(), config=TrainConfig(epochs=2, **QUIET))
     straight = Trainer(make_mlp(dropout=0.3), ClassificationTask(), Stream(), config=TrainConfig(**base))
     out = straight.fit()
