@@ -82,6 +82,7 @@ class TrainConfig:
     tensorboard: bool = True
     plot: bool = True
     nan_policy: str = "raise"  # "raise" | "skip"
+    check_grads: bool = False  # also check the gradient norm when not clipping (clipping always checks it)
     eval_every_epochs: int | None = 1  # None: no end-of-epoch evaluation
     eval_every_steps: int | None = None  # also evaluate (and checkpoint) every this many optimizer steps
 

@@ -4,9 +4,10 @@ minibatch epochs, a DQN update, full-batch graph training.
 After ``loss.backward()`` (or several, for accumulation) the loop calls
 :func:`optimizer_step`, which
 
-1. checks that the loss (and, without a loss scaler, the gradient norm) is finite. A
-   non-finite value either stops training with the step named (``nan_policy="raise"``) or
-   drops the gradients and skips the update (``"skip"``);
+1. checks that the loss is finite, and the gradient norm too whenever it is computed
+   (clipping computes it; ``check_grads=True`` computes it otherwise, one fused pass over the
+   gradients, about 1.5% of a small MLP's step). A non-finite value either stops training with
+   the step named (``nan_policy="raise"``) or drops the gradients and skips the update (``"skip"``);
 2. unscales the gradients when a ``GradScaler`` is used, so clipping sees the true values;
 3. clips the global gradient norm when ``clip_grad_norm`` is set;
 4. steps the optimizer (through the scaler, which itself skips an fp16-overflowed step)
@@ -46,13 +47,14 @@ def _params_of(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | float, *,
                    scaler: torch.amp.GradScaler | None = None, clip_grad_norm: float | None = None,
                    parameters: Iterable[torch.Tensor] | None = None, nan_policy: str = "raise",
-                   check_grads: bool = True, where: str = "") -> StepResult:
+                   check_grads: bool = False, where: str = "") -> StepResult:
     """Finish one update of ``optimizer`` whose gradients are already accumulated.
 
     ``loss`` is the step's loss (a detached tensor or a float), only read for the check.
     ``parameters`` are clipped and checked (default: every parameter of ``optimizer``).
-    ``check_grads`` also refuses a finite loss with a non-finite gradient; with a ``scaler``
-    that is left to the scaler, whose job is to skip fp16 overflows and lower the scale.
+    A finite loss with a non-finite gradient is refused when the norm is known: with
+    ``clip_grad_norm``, or ``check_grads=True``. With a ``scaler`` that is left to the scaler,
+    whose job is to skip fp16 overflows and lower the scale.
     ``where`` completes the error message, e.g. ``"at global step 12, epoch 2"``.
     """
     if nan_policy not in NAN_POLICIES:
@@ -75,7 +77,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | float,
         loss_value, norm_value = torch.stack([loss_t.to(norm.device), norm.detach().float()]).tolist()
     else:
         loss_value, norm_value = float(loss_t), None
-    bad_grad = check_grads and scaler is None and norm_value is not None and not math.isfinite(norm_value)
+    bad_grad = scaler is None and norm_value is not None and not math.isfinite(norm_value)
     if not math.isfinite(loss_value) or bad_grad:
         what = (f"non-finite training loss ({loss_value})" if not math.isfinite(loss_value)
                 else f"non-finite gradient norm ({norm_value}) with a finite loss ({loss_value:.4g})")

@@ -387,7 +387,8 @@ class Trainer:
                  f"{'/' + str(self.batches_per_epoch) if self.batches_per_epoch else ''}; counted from 1). "
                  "No checkpoint was written for this step")
         result = optimizer_step(self.optimizer, loss, scaler=self.scaler, clip_grad_norm=cfg.clip_grad_norm,
-                                parameters=self.model.parameters(), nan_policy=cfg.nan_policy, where=where)
+                                parameters=self.model.parameters(), nan_policy=cfg.nan_policy,
+                                check_grads=cfg.check_grads, where=where)
         value = result.loss
         self._last_step_loss = value
         if result.skipped:

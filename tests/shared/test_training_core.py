@@ -89,8 +89,13 @@ def test_optimizer_step_refuses_a_non_finite_gradient_behind_a_finite_loss():
     loss = _loss_and_grads(model)
     model[0].weight.grad[0, 0] = float("inf")
     with pytest.raises(NonFiniteLossError, match="gradient norm"):
-        optimizer_step(opt, loss)
-    assert optimizer_step(opt, loss, check_grads=False).skipped is False  # the caller may opt out
+        optimizer_step(opt, loss, check_grads=True)
+    with pytest.raises(NonFiniteLossError, match="gradient norm"):
+        optimizer_step(opt, loss, clip_grad_norm=1.0)  # clipping computes the norm: always checked
+    assert optimizer_step(opt, loss, nan_policy="skip", check_grads=True).skipped
+    _loss_and_grads(model)
+    model[0].weight.grad[0, 0] = float("inf")
+    assert optimizer_step(opt, loss).skipped is False  # by default only the loss is read
 
 
 def test_optimizer_step_clips_the_unscaled_gradients_of_a_scaler():
@@ -564,3 +569,14 @@ def test_no_progress_keeps_the_metric_lines(capsys):
     assert "val/acc" in lines[0] and "it/s" not in out.err + out.out  # no bar drawn
     Trainer(make_mlp(), ClassificationTask(), data, data, TrainConfig(epochs=1, batch_size=8, **QUIET)).fit()
     assert capsys.readouterr().out == ""  # verbose=False is the way to silence them
+
+
+def test_trainer_check_grads_catches_an_infinite_gradient_behind_a_finite_loss():
+    class SqrtAtZero(ClassificationTask):
+        def training_step(self, model, batch):
+            w = model[0].weight.sum()
+            return super().training_step(model, batch) + torch.sqrt(w - w.detach())  # value 0, gradient inf
+
+    cfg = TrainConfig(epochs=1, batch_size=8, check_grads=True, **QUIET)
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm \(.*\) with a finite loss.*global step 1"):
+        Trainer(make_mlp(), SqrtAtZero(), make_data(), config=cfg).fit()
