@@ -20,7 +20,7 @@ from a NaN/inf loss and of naming the exact step in the error.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -47,7 +47,7 @@ def _params_of(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | float, *,
                    scaler: torch.amp.GradScaler | None = None, clip_grad_norm: float | None = None,
                    parameters: Iterable[torch.Tensor] | None = None, nan_policy: str = "raise",
-                   check_grads: bool = False, where: str = "") -> StepResult:
+                   check_grads: bool = False, where: str | Callable[[], str] = "") -> StepResult:
     """Finish one update of ``optimizer`` whose gradients are already accumulated.
 
     ``loss`` is the step's loss (a detached tensor or a float), only read for the check.
@@ -55,7 +55,8 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | float,
     A finite loss with a non-finite gradient is refused when the norm is known: with
     ``clip_grad_norm``, or ``check_grads=True``. With a ``scaler`` that is left to the scaler,
     whose job is to skip fp16 overflows and lower the scale.
-    ``where`` completes the error message, e.g. ``"at global step 12, epoch 2"``.
+    ``where`` completes the error message, e.g. ``"at global step 12, epoch 2"`` (or a function
+    returning it, called only when there is an error to report).
     """
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
@@ -82,6 +83,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | float,
         what = (f"non-finite training loss ({loss_value})" if not math.isfinite(loss_value)
                 else f"non-finite gradient norm ({norm_value}) with a finite loss ({loss_value:.4g})")
         if nan_policy == "raise":
+            where = where() if callable(where) else where
             raise NonFiniteLossError(
                 f"{what}{' ' + where if where else ''}. No update was applied. Try a lower lr, "
                 "clip_grad_norm, checking the data for NaN/inf, or nan_policy='skip'.")

@@ -296,6 +296,7 @@ class Trainer:
             closes_group = i == group_start + group_size - 1
 
             batch = self.task.to_device(batch, self.device)
+            samples = self.task.batch_size(batch)
             # DDP all-reduces gradients in backward; skip that until the group's last micro-batch.
             sync = self._train_model.no_sync() if (ddp and not closes_group) else contextlib.nullcontext()
             with sync:
@@ -306,13 +307,13 @@ class Trainer:
                     # by its total count (over all ranks) when the group closes.
                     weighted, loss, n = True, out.total, out.count
                 else:
-                    loss, n = out, self.task.batch_size(batch)
+                    loss, n = out, samples
                     loss_to_backprop = loss / group_size if group_size > 1 else loss
                 backprop = loss if weighted else loss_to_backprop
                 (self.scaler.scale(backprop) if self.scaler is not None else backprop).backward()
             micro_losses.append(loss.detach())
             step_count = step_count + (n.detach() if isinstance(n, torch.Tensor) else n)
-            group_samples += self.task.batch_size(batch)
+            group_samples += samples
             st.batch_in_epoch = i + 1
             bar.update(1)
             if not closes_group:
@@ -383,9 +384,11 @@ class Trainer:
         and schedule. Returns the step's loss (averaged over ranks) as a tensor and a float."""
         cfg, st = self.config, self.state
         loss = all_reduce_mean(loss, self.dist)  # every rank must take the same decision below
-        where = (f"at global step {st.step + 1}, epoch {st.epoch + 1} (batch {st.batch_in_epoch}"
-                 f"{'/' + str(self.batches_per_epoch) if self.batches_per_epoch else ''}; counted from 1). "
-                 "No checkpoint was written for this step")
+        def where() -> str:
+            return (f"at global step {st.step + 1}, epoch {st.epoch + 1} (batch {st.batch_in_epoch}"
+                    f"{'/' + str(self.batches_per_epoch) if self.batches_per_epoch else ''}; counted from 1). "
+                    "No checkpoint was written for this step")
+
         result = optimizer_step(self.optimizer, loss, scaler=self.scaler, clip_grad_norm=cfg.clip_grad_norm,
                                 parameters=self.model.parameters(), nan_policy=cfg.nan_policy,
                                 check_grads=cfg.check_grads, where=where)
