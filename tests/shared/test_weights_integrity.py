@@ -20,14 +20,7 @@ from zoo.shared.registry import WeightSource, get_entry
 from zoo.shared.weights import check_pretrained_arg, load_weights, read_state_dict, sha256_file, zoo_cache_paths
 
 
-def _small(**kw):
-    return zoo.create("resnet18", base_channels=8, **kw)
-
-
-@pytest.fixture
-def reference():
-    torch.manual_seed(0)
-    return _small().eval()
+from .test_weights import _small, reference  # noqa: E402,F401  (the small resnet18 and its fixture)
 
 
 def _replace_source(monkeypatch, arch, tag, **changes):
