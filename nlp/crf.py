@@ -282,54 +282,66 @@ class CRF(nn.Module):
         last = tags.gather(0, (mask.sum(0) - 1).unsqueeze(0)).squeeze(0)     # (B,)
         return (start[tags[0]] + (emit * on).sum(0) + (step * on[1:]).sum(0) + end[last])
 
-    def _forward_alphas(self, emissions, mask, trans, start):
-        """alpha[t, b, j] = log of the summed scores of all prefixes ending in tag j at t; a padded
-        step carries alpha over unchanged, so the last alpha of each sequence ends up at T-1."""
+    def _forward_alphas(self, emissions, trans, start):
+        """alpha[t, b, j] = log of the summed scores of all prefixes of length t + 1 ending in tag
+        j. Run to the longest length for every sequence: a sequence reads its own alphas up to its
+        last position only (masks are prefixes), so the loop needs no mask."""
+        trans_t = trans.t().contiguous()  # [j, i]: the logsumexp reduces the innermost dim
         alpha = start + emissions[0]
         alphas = [alpha]
         for t in range(1, emissions.size(0)):
             # logsumexp_i(alpha_i + trans[i, j]) + e[t, j]: the emission does not depend on i
-            nxt = torch.logsumexp(alpha.unsqueeze(2) + trans, dim=1) + emissions[t]
-            alpha = torch.where(mask[t].unsqueeze(1), nxt, alpha)
+            alpha = torch.logsumexp(alpha.unsqueeze(1) + trans_t, dim=2) + emissions[t]
             alphas.append(alpha)
-        return alphas
+        return torch.stack(alphas)                                           # (T, B, N)
+
+    @staticmethod
+    def _at_last_step(x, mask):
+        """x[length - 1, b] of each sequence, for x of shape (T, B, N)."""
+        last = (mask.sum(0) - 1).view(1, -1, 1).expand(1, -1, x.size(2))
+        return x.gather(0, last).squeeze(0)
 
     def _log_partition(self, emissions, mask):
         start, end, trans = self._scores()
-        alphas = self._forward_alphas(emissions, mask, trans, start)
-        return torch.logsumexp(alphas[-1] + end, dim=1)
+        alphas = self._forward_alphas(emissions, trans, start)
+        return torch.logsumexp(self._at_last_step(alphas, mask) + end, dim=1)
 
     def _marginals(self, emissions, mask):
         """Forward-backward: p(y_t = j) = exp(alpha[t, j] + beta[t, j] - log Z)."""
         start, end, trans = self._scores()
-        alphas = self._forward_alphas(emissions, mask, trans, start)
-        # beta[t, b, i] = log of the summed scores of all suffixes after tag i at t (incl. end)
+        alpha = self._forward_alphas(emissions, trans, start)
+        # beta[t, b, i] = log of the summed scores of all suffixes after tag i at t (incl. end);
+        # from each sequence's last position down, so a padded step keeps beta = end
         beta = end.expand_as(emissions[0])
         betas = [beta]
         for t in range(emissions.size(0) - 1, 0, -1):
             nxt = torch.logsumexp(trans + (emissions[t] + beta).unsqueeze(1), dim=2)
             beta = torch.where(mask[t].unsqueeze(1), nxt, beta)
             betas.append(beta)
-        alpha, beta = torch.stack(alphas), torch.stack(betas[::-1])         # (T, B, N)
-        log_z = torch.logsumexp(alphas[-1] + end, dim=1)                    # (B,)
+        beta = torch.stack(betas[::-1])                                     # (T, B, N)
+        log_z = torch.logsumexp(self._at_last_step(alpha, mask) + end, dim=1)  # (B,)
         probs = (alpha + beta - log_z.view(1, -1, 1)).exp()
         return probs * mask.unsqueeze(2)
 
     def _viterbi(self, emissions, mask):
-        """max/argmax recursion with backpointers; the backtrack follows every sequence at once
-        with ``gather`` and leaves the tensor once, in the final ``tolist``."""
+        """max/argmax recursion with backpointers, then one backtrack for the whole batch with
+        ``gather``; the paths leave the tensor once, in the final ``tolist``."""
         start, end, trans = self._scores(float("-inf"))
-        seq_len, batch = mask.shape
-        keep = torch.arange(self.num_tags, device=emissions.device).expand(batch, -1)
+        trans_t = trans.t().contiguous()  # [j, i]: the max reduces the innermost dim
         score = start + emissions[0]
-        backpointers = []
-        for t in range(1, seq_len):
-            best, prev = (score.unsqueeze(2) + trans).max(dim=1)            # over the previous tag
-            on = mask[t].unsqueeze(1)
-            score = torch.where(on, best + emissions[t], score)
-            # a padded step points every tag to itself, so the backtrack walks through padding
-            backpointers.append(torch.where(on, prev, keep))
-        tag = (score + end).argmax(dim=1, keepdim=True)                      # (B, 1)
+        scores, backpointers = [score], []
+        for t in range(1, emissions.size(0)):  # unmasked, as in _forward_alphas
+            best, prev = (score.unsqueeze(1) + trans_t).max(dim=2)          # over the previous tag
+            score = best + emissions[t]
+            scores.append(score)
+            backpointers.append(prev)
+        last = self._at_last_step(torch.stack(scores), mask)
+        tag = (last + end).argmax(dim=1, keepdim=True)                      # (B, 1)
+        if backpointers:
+            # past its end a sequence points every tag to itself, so the backtrack from T - 1
+            # carries its best last tag down to its real last position
+            keep = torch.arange(self.num_tags, device=emissions.device)
+            backpointers = torch.where(mask[1:].unsqueeze(2), torch.stack(backpointers), keep)
         path = [tag]
         for prev in reversed(backpointers):
             tag = prev.gather(1, tag)
