@@ -83,8 +83,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", message="where received a uint8")  # inside pytorch-crf
     print(f"batch {args.batch}, length {args.length} (masked, lengths {args.length // 2}-"
-          f"{args.length}), {args.threads} thread(s), median of {args.repeats} interleaved repeats, "
-          f"torch {torch.__version__}\n")
+          f"{args.length}), {args.threads} thread(s), median of {args.repeats} interleaved "
+          f"repeats, torch {torch.__version__}\n")
     print("| task | tags | ours (ms) | pytorch-crf (ms) | speed-up (theirs / ours) |")
     print("|---|---:|---:|---:|---:|")
     for num_tags in args.tags:

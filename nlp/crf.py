@@ -48,8 +48,8 @@ class Allowed(NamedTuple):
 def allowed_transitions(tag_names: Sequence[str], scheme: str = "BIO") -> Allowed:
     """The transitions a tag scheme allows between ``tag_names`` (in tag-index order).
 
-    BIO (IOB2): ``I-X`` only after ``B-X`` or ``I-X``, never first. BIOES: ``I-X``/``E-X`` only after
-    ``B-X``/``I-X``; ``B-X``/``I-X`` must be followed by ``I-X``/``E-X``; a path starts with
+    BIO (IOB2): ``I-X`` only after ``B-X`` or ``I-X``, never first. BIOES: ``I-X``/``E-X`` only
+    after ``B-X``/``I-X``; ``B-X``/``I-X`` must be followed by ``I-X``/``E-X``; a path starts with
     ``O``/``B-``/``S-`` and ends with ``O``/``E-``/``S-``.
     """
     scheme = scheme.upper()
@@ -368,8 +368,7 @@ class CRF(nn.Module):
             score = torch.where(on, best + emissions[t].unsqueeze(2), score)
             backpointers.append(torch.where(on, prev, keep))
         final = (score + end.view(1, n, 1)).reshape(batch, n * k)
-        kk = min(k, n * k)
-        top, flat = final.topk(kk, dim=1)                                    # (B, k)
+        top, flat = final.topk(k, dim=1)                                     # (B, k)
         path = [flat // k]
         for prev in reversed(backpointers):
             flat = prev.reshape(batch, n * k).gather(1, flat)

@@ -1,4 +1,5 @@
-"""The CRF layer: exact against enumeration of every path, equal to pytorch-crf, clear on bad input."""
+"""The CRF layer: exact against the enumeration of every path, equal to pytorch-crf, clear on bad
+input."""
 
 from __future__ import annotations
 
@@ -139,7 +140,8 @@ def test_constraints_forbid_what_the_scheme_forbids():
     assert not allowed.transitions[i["O"], i["I-PER"]]
     assert not allowed.transitions[i["B-LOC"], i["I-PER"]]
     assert not allowed.transitions[i["I-ORG"], i["I-PER"]]
-    assert allowed.transitions[i["B-PER"], i["I-PER"]] and allowed.transitions[i["I-PER"], i["I-PER"]]
+    assert allowed.transitions[i["B-PER"], i["I-PER"]]
+    assert allowed.transitions[i["I-PER"], i["I-PER"]]
     assert allowed.transitions[i["I-PER"], i["B-PER"]] and allowed.transitions[i["I-PER"], i["O"]]
     assert not allowed.start[i["I-PER"]] and allowed.start[i["B-PER"]] and allowed.start[i["O"]]
     assert allowed.end.all()
@@ -150,7 +152,8 @@ def test_constraints_forbid_what_the_scheme_forbids():
     assert not allowed.transitions[i["O"], i["E-PER"]]
     assert not allowed.transitions[i["B-PER"], i["O"]]      # an open chunk must be closed
     assert not allowed.transitions[i["B-PER"], i["S-LOC"]]
-    assert allowed.transitions[i["B-PER"], i["E-PER"]] and allowed.transitions[i["E-PER"], i["S-LOC"]]
+    assert allowed.transitions[i["B-PER"], i["E-PER"]]
+    assert allowed.transitions[i["E-PER"], i["S-LOC"]]
     assert not allowed.start[i["E-PER"]] and not allowed.end[i["B-PER"]] and allowed.end[i["S-LOC"]]
 
 
