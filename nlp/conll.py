@@ -44,12 +44,14 @@ class Sentence:
 
 
 def _split(tag: str) -> tuple[str, str | None]:
-    """``"B-PER"`` -> ``("B", "PER")``, ``"O"`` -> ``("O", None)``; a malformed tag is a DatasetError."""
+    """``"B-PER"`` -> ``("B", "PER")``, ``"O"`` -> ``("O", None)``; else a DatasetError."""
     if tag == "O":
         return "O", None
     prefix, sep, type_ = tag.partition("-")
     if not sep or prefix not in ("B", "I", "E", "S") or not type_:
-        raise DatasetError(f"tag {tag!r} is neither 'O' nor a prefix B-, I-, E- or S- followed by a type")
+        raise DatasetError(
+            f"tag {tag!r} is neither 'O' nor a prefix B-, I-, E- or S- followed by a type"
+        )
     return prefix, type_
 
 
@@ -59,7 +61,8 @@ def _check_scheme(scheme: str | None) -> None:
 
 
 def spans(tags: Sequence[str], scheme: str | None = None) -> list[Span]:
-    """The entities of one sentence as ``(type, start, end)`` (end exclusive), read as conlleval does.
+    """The entities of one sentence as ``(type, start, end)`` (end exclusive), read as conlleval
+    reads them.
 
     ``scheme`` (IOB1, IOB2, BIOES or None for any) only checks which prefixes may appear: ``E-`` and
     ``S-`` in an IOB file are a DatasetError. The reading itself is the same for every scheme.
@@ -68,12 +71,18 @@ def spans(tags: Sequence[str], scheme: str | None = None) -> list[Span]:
     allowed = _PREFIXES[scheme] if scheme else "BIES"
     out: list[Span] = []
     prev, prev_type, start = "O", None, 0
-    for i, tag in enumerate([*tags, "O"]):  # the sentinel O closes an entity cut by the sentence end
+    # the sentinel O closes an entity cut by the sentence end
+    for i, tag in enumerate([*tags, "O"]):
         prefix, type_ = _split(tag)
         if prefix not in allowed and prefix != "O":
-            raise DatasetError(f"tag {tag!r} at position {i} is not a {scheme} tag (prefixes {', '.join(allowed)} and O)")
-        ends = prev in "ES" or (prev in "BI" and prefix in "BSO") or (prev != "O" and type_ != prev_type)
-        begins = prefix in "BS" or (prefix in "IE" and prev in "OES") or (prefix != "O" and type_ != prev_type)
+            raise DatasetError(
+                f"tag {tag!r} at position {i} is not a {scheme} tag "
+                f"(prefixes {', '.join(allowed)} and O)"
+            )
+        type_changed = type_ != prev_type
+        ends = prev in "ES" or (prev in "BI" and prefix in "BSO") or (prev != "O" and type_changed)
+        begins = prefix in "BS" or (prefix in "IE" and prev in "OES")
+        begins = begins or (prefix != "O" and type_changed)
         if ends:
             out.append((prev_type, start, i))
         if begins:
@@ -83,13 +92,15 @@ def spans(tags: Sequence[str], scheme: str | None = None) -> list[Span]:
 
 
 def tags_from_spans(entities: Iterable[Span], length: int, scheme: str = "IOB2") -> list[str]:
-    """Write entities (non-overlapping, end exclusive) as the tags of a sentence of ``length`` tokens."""
+    """Entities (non-overlapping, end exclusive) as the tags of a sentence of ``length`` tokens."""
     _check_scheme(scheme)
     tags = ["O"] * length
     prev_end, prev_type = -1, None
     for type_, start, end in sorted(entities, key=lambda s: s[1]):
         if not 0 <= start < end <= length or start < prev_end:
-            raise ValueError(f"span {(type_, start, end)} is empty, out of range or overlaps the one before")
+            raise ValueError(
+                f"span {(type_, start, end)} is empty, out of range or overlaps the one before"
+            )
         n = end - start
         if scheme == "IOB2":
             tags[start:end] = [f"B-{type_}"] + [f"I-{type_}"] * (n - 1)
@@ -105,15 +116,15 @@ def tags_from_spans(entities: Iterable[Span], length: int, scheme: str = "IOB2")
 
 
 def convert(tags: Sequence[str], to: str, source: str | None = None) -> list[str]:
-    """The same entities written in scheme ``to``; ``source`` (optional) checks the input's prefixes."""
+    """The same entities written in scheme ``to``; ``source`` (optional) checks the prefixes."""
     return tags_from_spans(spans(tags, source), len(tags), to)
 
 
 def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
-    """``"BIOES"`` if any ``E-``/``S-`` tag appears; else ``"IOB2"`` if more entities open with ``B-``
-    than with ``I-``, ``"IOB1"`` if more open with ``I-``. Decided by a majority, not by the first
-    exception: a real IOB2 file can hold a few entities that open with ``I-`` (conlleval reads them
-    as entities all the same). Sequences with no entity at all cannot be decided: DatasetError."""
+    """``"BIOES"`` if any ``E-``/``S-`` tag appears; else ``"IOB2"`` if more entities open with
+    ``B-`` than with ``I-``, ``"IOB1"`` if more open with ``I-``. A majority decides, not the
+    first exception: a real IOB2 file can hold a few entities that open with ``I-`` (conlleval
+    reads them as entities all the same). A tie, no entity at all included, is a DatasetError."""
     opened = {"B": 0, "I": 0}
     for tags in sequences:
         prev, prev_type = "O", None
@@ -122,11 +133,12 @@ def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
             if prefix in "ES":
                 return "BIOES"
             if prefix in "BI" and (prev == "O" or type_ != prev_type):
-                opened[prefix] += 1  # an entity after O or after another type: how this scheme opens one
+                opened[prefix] += 1  # an entity after O or another type: how this scheme opens one
             prev, prev_type = prefix, type_
     if opened["B"] == opened["I"]:
         raise DatasetError(
-            f"cannot tell IOB1 from IOB2: {opened['B']} entities open with B- and {opened['I']} with I-; "
+            f"cannot tell IOB1 from IOB2: {opened['B']} entities open with B- "
+            f"and {opened['I']} with I-; "
             "pass the scheme explicitly"
         )
     return "IOB2" if opened["B"] > opened["I"] else "IOB1"
@@ -140,18 +152,23 @@ def read_conll(
     columns: Sequence[str] = CONLL2003_COLUMNS,
     encoding: str = "utf-8",
 ) -> list[Sentence]:
-    """The sentences of a CoNLL file with the words and the tags of ``column`` (a name in ``columns``).
+    """The sentences of a CoNLL file with the words and the tags of ``column`` (a name in
+    ``columns``).
 
-    ``scheme`` (IOB1, IOB2, BIOES) converts the ``ner``/``chunk`` tags to that scheme, the file's own
-    scheme being detected; None keeps the tags as written. A line with the wrong number of columns,
-    an empty token or a malformed tag is a DatasetError naming the file and the line.
+    ``scheme`` (IOB1, IOB2, BIOES) converts the ``ner``/``chunk`` tags to that scheme, the file's
+    own scheme being detected; None keeps the tags as written. A line with the wrong number of
+    columns, an empty token or a malformed tag is a DatasetError naming the file and the line.
     """
     _check_scheme(scheme)
     columns = tuple(columns)
     if column not in columns or "word" not in columns:
-        raise DatasetError(f"column {column!r} is not one of the file's columns {columns} (or no 'word' column)")
+        raise DatasetError(
+            f"column {column!r} is not one of the file's columns {columns} (or no 'word' column)"
+        )
     if scheme is not None and column not in _SPAN_COLUMNS:
-        raise DatasetError(f"column {column!r} holds no spans; a scheme applies only to {', '.join(_SPAN_COLUMNS)}")
+        raise DatasetError(
+            f"column {column!r} holds no spans; a scheme applies only to {', '.join(_SPAN_COLUMNS)}"
+        )
     path = Path(path)
     w, t = columns.index("word"), columns.index(column)
     sentences: list[Sentence] = []
@@ -177,9 +194,14 @@ def read_conll(
                     continue
                 where = f"{path}, line {lineno}"
                 if raw[0].isspace():
-                    raise DatasetError(f"{where}: empty token (the line starts with whitespace): {raw!r}")
+                    raise DatasetError(
+                        f"{where}: empty token (the line starts with whitespace): {raw!r}"
+                    )
                 if len(fields) != len(columns):
-                    raise DatasetError(f"{where}: {len(fields)} columns, expected {len(columns)} {columns}: {raw!r}")
+                    raise DatasetError(
+                        f"{where}: {len(fields)} columns, expected {len(columns)} {columns}: "
+                        f"{raw!r}"
+                    )
                 if column in _SPAN_COLUMNS:
                     try:
                         _split(fields[t])

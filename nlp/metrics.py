@@ -43,13 +43,17 @@ class SpanScores:
         return self.overall.f1
 
     def as_dict(self) -> dict:
-        return {"overall": asdict(self.overall), "per_type": {t: asdict(s) for t, s in self.per_type.items()}}
+        per_type = {t: asdict(s) for t, s in self.per_type.items()}
+        return {"overall": asdict(self.overall), "per_type": per_type}
 
     def table(self, digits: int = 2) -> str:
-        """Precision / recall / F1 in percent per type and overall, with gold and predicted counts."""
+        """Precision / recall / F1 in percent per type and overall, gold and predicted counts."""
         rows = [(t, s) for t, s in self.per_type.items()] + [("overall", self.overall)]
         width = max(8, *(len(t) for t, _ in rows))
-        head = f"{'type':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8} {'predicted':>9}"
+        head = (
+            f"{'type':<{width}} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8} "
+            f"{'predicted':>9}"
+        )
         lines = [head, "-" * len(head)]
         for name, s in rows:
             if name == "overall":
@@ -81,6 +85,8 @@ def span_scores(
         n_gold.update(t for t, _, _ in g_spans)
         n_pred.update(t for t, _, _ in p_spans)
         n_correct.update(t for t, _, _ in g_spans & p_spans)
-    per_type = {t: Score.from_counts(n_correct[t], n_pred[t], n_gold[t]) for t in sorted(n_gold | n_pred)}
+    per_type = {
+        t: Score.from_counts(n_correct[t], n_pred[t], n_gold[t]) for t in sorted(n_gold | n_pred)
+    }
     overall = Score.from_counts(sum(n_correct.values()), sum(n_pred.values()), sum(n_gold.values()))
     return SpanScores(overall, per_type)

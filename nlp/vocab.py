@@ -41,7 +41,8 @@ class Vocab:
     tokens: list[str]  # index -> token; PAD and UNK first where present
     lowercase: bool = False
     zeros: bool = True
-    counts: list[int] = field(default_factory=list)  # training count of each token (0: special or extended)
+    # training count of each token (0: a special or an extended token)
+    counts: list[int] = field(default_factory=list)
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -56,7 +57,8 @@ class Vocab:
             raise DatasetError(f"{len(self.counts)} counts for {len(self.tokens)} tokens")
         if self.has_specials and self.tokens[:2] != [PAD, UNK]:
             raise DatasetError(
-                f"a {self.kind} vocabulary starts with {PAD!r}, {UNK!r}; this one with {self.tokens[:2]}"
+                f"a {self.kind} vocabulary starts with {PAD!r}, {UNK!r}; "
+                f"this one with {self.tokens[:2]}"
             )
 
     @property
@@ -90,7 +92,8 @@ class Vocab:
         if min_count < 1:
             raise ValueError(f"min_count must be at least 1, got {min_count}")
         counter = Counter(normalize(t, lowercase, zeros) for t in tokens)
-        kept = sorted((t for t, n in counter.items() if n >= min_count), key=lambda t: (-counter[t], t))
+        kept = [t for t, n in counter.items() if n >= min_count]
+        kept.sort(key=lambda t: (-counter[t], t))
         return cls(kind, [PAD, UNK, *kept], lowercase, zeros, [0, 0, *(counter[t] for t in kept)])
 
     def __len__(self) -> int:
@@ -131,7 +134,7 @@ class Vocab:
         return added
 
     def singletons(self) -> list[int]:
-        """Indices of tokens seen once in training (Lample et al. replace them by UNK with p=0.5)."""
+        """Indices of tokens seen once in training (Lample et al. replace them by UNK, p=0.5)."""
         return [i for i, n in enumerate(self.counts) if n == 1]
 
     @property
@@ -155,16 +158,25 @@ class Vocab:
     def from_state_dict(cls, state: dict, source: str = "vocabulary") -> Vocab:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             found = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise DatasetError(f"{source}: not a zoo vocabulary of format {FORMAT} (format {found!r})")
+            raise DatasetError(
+                f"{source}: not a zoo vocabulary of format {FORMAT} (format {found!r})"
+            )
         try:
-            vocab = cls(state["kind"], list(state["tokens"]), bool(state["lowercase"]), bool(state["zeros"]),
-                        list(state.get("counts", [])))
+            vocab = cls(
+                state["kind"],
+                list(state["tokens"]),
+                bool(state["lowercase"]),
+                bool(state["zeros"]),
+                list(state.get("counts", [])),
+            )
         except KeyError as e:
             raise DatasetError(f"{source}: the vocabulary lacks the field {e}") from None
         except DatasetError as e:
             raise DatasetError(f"{source}: {e}") from None
         if state.get("fingerprint") not in (None, vocab.fingerprint):
-            raise DatasetError(f"{source}: the tokens or settings were changed after saving (fingerprint differs)")
+            raise DatasetError(
+                f"{source}: the tokens or settings were changed after saving (fingerprint differs)"
+            )
         return vocab
 
     def save(self, path: str | PathLike) -> None:
@@ -188,7 +200,11 @@ class Vocab:
         vocab = cls.from_state_dict(state, str(path))
         wanted = {"kind": kind, "size": size, "fingerprint": fingerprint}
         found = {"kind": vocab.kind, "size": len(vocab), "fingerprint": vocab.fingerprint}
-        wrong = [f"{k} {found[k]!r}, expected {v!r}" for k, v in wanted.items() if v is not None and v != found[k]]
+        wrong = [
+            f"{k} {found[k]!r}, expected {v!r}"
+            for k, v in wanted.items()
+            if v is not None and v != found[k]
+        ]
         if wrong:
             raise DatasetError(f"{path}: the saved vocabulary does not match: {'; '.join(wrong)}")
         return vocab

@@ -27,13 +27,18 @@ def assert_equals_seqeval(gold, pred):
     for name, s in [*ours.per_type.items(), ("micro", ours.overall)]:
         ref = micro if name == "micro" else report[name]
         got = (s.precision, s.recall, s.f1, s.support)
-        assert got == pytest.approx((ref["precision"], ref["recall"], ref["f1-score"], ref["support"]), abs=1e-12), name
+        expected = (ref["precision"], ref["recall"], ref["f1-score"], ref["support"])
+        assert got == pytest.approx(expected, abs=1e-12), name
     return ours
 
 
 # (gold, predicted, {type: (correct, predicted, gold)}) counted by hand.
 HAND = {
-    "exact match": ([["B-PER", "I-PER", "O", "B-LOC"]], [["B-PER", "I-PER", "O", "B-LOC"]], {"PER": (1, 1, 1), "LOC": (1, 1, 1)}),
+    "exact match": (
+        [["B-PER", "I-PER", "O", "B-LOC"]],
+        [["B-PER", "I-PER", "O", "B-LOC"]],
+        {"PER": (1, 1, 1), "LOC": (1, 1, 1)},
+    ),
     "nested-looking spans": (  # a span inside the gold one, and one around it: neither is exact
         [["B-ORG", "I-ORG", "I-ORG", "O", "B-PER", "O"]],
         [["O", "B-ORG", "O", "O", "B-PER", "I-PER"]],
@@ -83,7 +88,8 @@ def test_iob1_scores_equal_their_iob2_conversion():
     iob1 = span_scores(gold, pred, "IOB1")
     iob2 = span_scores([convert(s, "IOB2") for s in gold], [convert(s, "IOB2") for s in pred], "IOB2")
     assert iob1 == iob2
-    assert (iob1.overall.correct, iob1.overall.predicted, iob1.overall.support) == (3, 5, 5)  # ORG 2-3, LOC, PER
+    # correct: ORG 2-3, LOC, PER
+    assert (iob1.overall.correct, iob1.overall.predicted, iob1.overall.support) == (3, 5, 5)
 
 
 def test_table():
