@@ -1,0 +1,336 @@
+"""BiLSTM-CRF tagger: Lample et al., "Neural Architectures for Named Entity Recognition", NAACL 2016
+(arXiv:1603.01360), with the character CNN of Ma & Hovy, "End-to-end Sequence Labeling via
+Bi-directional LSTM-CNNs-CRF", ACL 2016 (arXiv:1603.01354) as the other character encoder.
+
+    word embedding (+ character features: char-BiLSTM final states, or char-CNN max-pooled)
+    -> dropout -> BiLSTM over the packed sentences -> dropout -> linear emissions -> CRF
+
+API: ``model(words, chars, mask)`` -> emissions ``(B, T, num_tags)``;
+``model(words, chars, mask, tags)`` -> log-likelihood of each sentence ``(B,)``;
+``model.loss(...)`` (negative log-likelihood summed over the batch); ``model.decode(...)`` (Viterbi);
+``model.tag([["EU", "rejects", "German", "call"]])`` on raw tokens, once the model carries its
+vocabularies. Inputs: word ids ``(B, T)``, char ids ``(B, T, L)`` (0 is padding), mask ``(B, T)``.
+
+The vocabularies (``zoo.nlp.vocab``) travel in the config (``vocab={"words": ..., "chars": ...,
+"tags": ...}``, each a ``Vocab.state_dict()``), so ``save_pretrained`` / ``from_pretrained`` keep
+them; the weights record their fingerprints, so weights loaded into a model whose vocabulary
+differs are an error. Known tag names (IOB2 or BIOES) also constrain the CRF (no ``O -> I-X``).
+
+Checkpoint layout: ours; the CRF is pytorch-crf's (``crf.start_transitions``, ...).
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from typing import Literal, NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from zoo.shared.errors import CheckpointError, DatasetError, InputError
+from zoo.shared.registry import AT_LEAST_ONE, TestSpec, register_model
+
+from .conll import spans
+from .crf import CRF, allowed_transitions
+from .vocab import Vocab
+
+VOCAB_KINDS = {"words": "word", "chars": "char", "tags": "tag"}
+
+
+def vocab_config(words: Vocab, chars: Vocab, tags: Vocab) -> dict:
+    """The ``vocab=`` config of a model: the three vocabularies without their training counts."""
+    out = {}
+    for key, v in (("words", words), ("chars", chars), ("tags", tags)):
+        state = v.state_dict()
+        state.pop("counts")
+        out[key] = state
+    return out
+
+
+def _fingerprint_ids(vocabs: dict[str, Vocab] | None) -> Tensor:
+    """The vocabularies' fingerprints as three int64 (0 without vocabularies), kept in the weights."""
+    if vocabs is None:
+        return torch.zeros(3, dtype=torch.long)
+    return torch.tensor([int(vocabs[k].fingerprint[:15], 16) for k in VOCAB_KINDS], dtype=torch.long)
+
+
+class Tagged(NamedTuple):
+    tokens: list[str]
+    tags: list[str]
+    entities: list[tuple[str, int, int, str]]  # (type, start, end exclusive, text)
+
+
+class CharLSTM(nn.Module):
+    """Lample et al.: the final forward and backward states of a BiLSTM over a word's characters."""
+
+    def __init__(self, num_chars: int, char_dim: int, hidden: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.lstm = nn.LSTM(char_dim, hidden, batch_first=True, bidirectional=True)
+        self.out_dim = 2 * hidden
+
+    def forward(self, chars: Tensor) -> Tensor:  # (N, L) -> (N, 2 * hidden)
+        lengths = (chars != 0).sum(-1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(self.embed(chars), lengths, batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)  # h: (2, N, hidden), each word's last real step
+        return torch.cat([h[0], h[1]], dim=-1)
+
+
+class CharCNN(nn.Module):
+    """Ma & Hovy: a convolution over a word's character embeddings, max-pooled over its characters."""
+
+    def __init__(self, num_chars: int, char_dim: int, filters: int, kernel_size: int, dropout: float):
+        super().__init__()
+        self.embed = nn.Embedding(num_chars, char_dim, padding_idx=0)
+        self.dropout = nn.Dropout(dropout)  # Ma & Hovy: dropout before the CNN
+        self.conv = nn.Conv1d(char_dim, filters, kernel_size, padding=kernel_size // 2)
+        self.out_dim = filters
+
+    def forward(self, chars: Tensor) -> Tensor:  # (N, L) -> (N, filters)
+        x = self.conv(self.dropout(self.embed(chars)).transpose(1, 2))[..., : chars.shape[1]]
+        pad = (chars == 0).unsqueeze(1)
+        pad = pad & ~pad.all(-1, keepdim=True)  # a word of padding only: pool over everything
+        return x.masked_fill(pad, float("-inf")).amax(-1)
+
+
+class BiLSTMCRF(nn.Module):
+    def __init__(self, num_words: int = 20000, num_chars: int = 100, num_tags: int = 9,
+                 word_dim: int = 100, char_dim: int = 25, char_hidden_dim: int = 25,
+                 char_encoder: Literal["lstm", "cnn"] = "lstm", char_kernel_size: int = 3,
+                 hidden_dim: int = 100, dropout: float = 0.5, constrained: bool = True,
+                 vocab: dict | None = None):
+        super().__init__()
+        self.num_words, self.num_chars, self.num_tags = num_words, num_chars, num_tags
+        self.vocabs = None if vocab is None else {
+            k: Vocab.from_state_dict(vocab[k], f"vocab[{k!r}]") for k in VOCAB_KINDS}
+        self.word_embed = nn.Embedding(num_words, word_dim, padding_idx=0)
+        if char_encoder == "lstm":
+            self.char_encoder = CharLSTM(num_chars, char_dim, char_hidden_dim)
+        else:
+            self.char_encoder = CharCNN(num_chars, char_dim, char_hidden_dim, char_kernel_size, dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(word_dim + self.char_encoder.out_dim, hidden_dim, batch_first=True,
+                            bidirectional=True)
+        self.emissions = nn.Linear(2 * hidden_dim, num_tags)
+        self.crf = CRF(num_tags, batch_first=True)
+        self.register_buffer("vocab_fingerprint", _fingerprint_ids(self.vocabs))
+        self.scheme = None
+        if self.vocabs is not None:
+            names = self.vocabs["tags"].tokens
+            self.scheme = "BIOES" if any(t[:2] in ("E-", "S-") for t in names) else "BIO"
+            if constrained:
+                self.crf.set_constraints(allowed_transitions(names, self.scheme))
+
+    def load_pretrained_vectors(self, path: str | PathLike) -> float:
+        """Initialise word embeddings from a GloVe / word2vec text file, matching each vocabulary
+        word exactly, else lowercased (as the papers do); returns the share of words covered."""
+        if self.vocabs is None:
+            raise InputError("load_pretrained_vectors needs a model built with vocab=")
+        vectors, coverage = read_word_vectors(path, self.vocabs["words"], self.word_embed.embedding_dim)
+        with torch.no_grad():
+            found = ~torch.isnan(vectors[:, 0])
+            self.word_embed.weight[found] = vectors[found].to(self.word_embed.weight)
+        return coverage
+
+    # -- the network -----------------------------------------------------------------------------
+    def features(self, words: Tensor, chars: Tensor, mask: Tensor) -> Tensor:
+        """Emissions ``(B, T, num_tags)``; padded positions hold the bias alone."""
+        _check_inputs(words, chars, mask, self.num_words, self.num_chars)
+        mask = mask.bool()
+        emb = self.word_embed(words)
+        char_feats = emb.new_zeros(*words.shape, self.char_encoder.out_dim)
+        char_feats[mask] = self.char_encoder(chars[mask])  # the real words only
+        x = self.dropout(torch.cat([emb, char_feats], dim=-1))
+        lengths = mask.sum(-1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=words.shape[1])
+        return self.emissions(self.dropout(out))
+
+    def forward(self, words: Tensor, chars: Tensor, mask: Tensor, tags: Tensor | None = None) -> Tensor:
+        """Emissions ``(B, T, num_tags)``; with ``tags``, the log-likelihood of each sentence ``(B,)``."""
+        emissions = self.features(words, chars, mask)
+        if tags is None:
+            return emissions
+        return self.crf(emissions, tags, mask=mask.bool(), reduction="none")
+
+    def loss(self, words: Tensor, chars: Tensor, mask: Tensor, tags: Tensor) -> Tensor:
+        """Negative log-likelihood summed over the sentences of the batch."""
+        return -self(words, chars, mask, tags).sum()
+
+    @torch.no_grad()
+    def decode(self, words: Tensor, chars: Tensor, mask: Tensor) -> list[list[int]]:
+        """The best tag path (Viterbi) of each sentence, as lists of tag ids of its own length."""
+        return self.crf.decode(self.features(words, chars, mask), mask=mask.bool())
+
+    # -- raw text --------------------------------------------------------------------------------
+    def encode(self, sentences: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor, Tensor]:
+        """Tokens -> ``(words, chars, mask)`` with the model's vocabularies."""
+        if self.vocabs is None:
+            raise InputError("this model carries no vocabularies (build it with vocab=, or load a "
+                             "tagger saved by the recipe); it cannot encode raw tokens")
+        return encode_batch(sentences, self.vocabs["words"], self.vocabs["chars"],
+                            device=self.word_embed.weight.device)
+
+    @torch.no_grad()
+    def tag(self, sentences: Sequence[Sequence[str]]) -> list[Tagged]:
+        """Tag raw tokenised sentences: their tags and entity spans ``(type, start, end, text)``."""
+        if isinstance(sentences, str) or any(isinstance(s, str) for s in sentences):
+            raise InputError("tag() takes a list of sentences, each a list of tokens")
+        was_training = self.training
+        self.eval()
+        try:
+            out = [None] * len(sentences)
+            keep = [i for i, s in enumerate(sentences) if len(s)]
+            if keep:
+                paths = self.decode(*self.encode([sentences[i] for i in keep]))
+                for i, path in zip(keep, paths):
+                    out[i] = self.vocabs["tags"].decode(path)
+        finally:
+            self.train(was_training)
+        result = []
+        for tokens, tags in zip(sentences, out):
+            tokens, tags = list(tokens), tags or []
+            ents = [(t, s, e, " ".join(tokens[s:e])) for t, s, e in spans(tags)]
+            result.append(Tagged(tokens, tags, ents))
+        return result
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights trained with other vocabularies would read every id as another token
+        key = prefix + "vocab_fingerprint"
+        if key in state_dict and not torch.equal(state_dict[key].cpu(), self.vocab_fingerprint.cpu()):
+            theirs, ours = state_dict[key].tolist(), self.vocab_fingerprint.tolist()
+            differ = [k for k, a, b in zip(VOCAB_KINDS, theirs, ours) if a != b]
+            raise CheckpointError(
+                f"the weights were trained with other {', '.join(differ)} vocabularies than this "
+                "model's vocab= (fingerprints differ); load the saved tagger with "
+                "zoo.from_pretrained(dir) so its own vocabularies come with it")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _check_inputs(words, chars, mask, num_words, num_chars):
+    if words.dim() != 2 or chars.dim() != 3 or chars.shape[:2] != words.shape or mask.shape != words.shape:
+        raise InputError(f"expected words (B, T), chars (B, T, L), mask (B, T); got "
+                         f"{tuple(words.shape)}, {tuple(chars.shape)}, {tuple(mask.shape)}")
+    if words.numel() and (int(words.max()) >= num_words or int(words.min()) < 0):
+        raise InputError(f"word ids must lie in [0, {num_words}); got up to {int(words.max())}")
+    if chars.numel() and (int(chars.max()) >= num_chars or int(chars.min()) < 0):
+        raise InputError(f"char ids must lie in [0, {num_chars}); got up to {int(chars.max())}")
+
+
+def encode_batch(sentences: Sequence[Sequence[str]], words: Vocab, chars: Vocab,
+                 device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """Sentences of tokens -> word ids ``(B, T)``, char ids ``(B, T, L)``, mask ``(B, T)``."""
+    b, t = len(sentences), max((len(s) for s in sentences), default=0)
+    length = max((len(w) for s in sentences for w in s), default=0)
+    w_ids = torch.zeros(b, max(t, 1), dtype=torch.long)
+    c_ids = torch.zeros(b, max(t, 1), max(length, 1), dtype=torch.long)
+    for i, sent in enumerate(sentences):
+        if len(sent):
+            w_ids[i, : len(sent)] = torch.tensor(words.encode(sent))
+        for j, word in enumerate(sent):
+            if word:
+                c_ids[i, j, : len(word)] = torch.tensor(chars.encode(word))
+    mask = w_ids != 0
+    for i, sent in enumerate(sentences):
+        mask[i, : len(sent)] = True
+    return w_ids.to(device), c_ids.to(device), mask.to(device)
+
+
+def read_word_vectors(path: str | PathLike, vocab: Vocab, dim: int) -> tuple[Tensor, float]:
+    """Rows of ``vocab`` from a GloVe / word2vec text file (``word v1 ... vdim`` a line; a word2vec
+    ``count dim`` header line is skipped); a word is matched as written, else lowercased. Rows not
+    covered are NaN. Returns the rows and the share of vocabulary words (PAD/UNK aside) covered."""
+    wanted: dict[str, list[int]] = {}
+    for i, tok in enumerate(vocab.tokens[2:], 2):
+        wanted.setdefault(tok, []).append(i)
+        if tok.lower() != tok:
+            wanted.setdefault(tok.lower(), []).append(-i)  # negative: a lowercase fallback
+    rows = torch.full((len(vocab), dim), float("nan"))
+    exact = torch.zeros(len(vocab), dtype=torch.bool)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.rstrip().split(" ")
+            if lineno == 1 and len(fields) == 2:
+                continue  # word2vec header
+            if fields[0] not in wanted:
+                continue
+            if len(fields) != dim + 1:
+                raise DatasetError(f"{path}, line {lineno}: {len(fields) - 1} values, expected {dim}")
+            vec = torch.tensor([float(x) for x in fields[1:]])
+            for i in wanted[fields[0]]:
+                if i > 0:
+                    rows[i], exact[i] = vec, True
+                elif not exact[-i]:
+                    rows[-i] = vec
+    covered = int((~torch.isnan(rows[2:, 0])).sum()) if len(vocab) > 2 else 0
+    return rows, covered / max(len(vocab) - 2, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Registered variants and their tiny test config
+# ------------------------------------------------------------------------------------------------
+_TEST_TAGS = ["B-ORG", "B-PER", "I-ORG", "I-PER", "O"]
+_TEST_VOCAB = vocab_config(
+    Vocab.build("EU rejects German call to boycott British lamb".split(), "word"),
+    Vocab.build("EU rejects German call to boycott British lamb", "char"),
+    Vocab.build(_TEST_TAGS, "tag"),
+)
+_TEST_PATH = [1, 3, 4, 0, 4, 4]  # B-PER I-PER O B-ORG O O: allowed by the constraints
+
+
+def _test_inputs(cfg: dict, batch: int) -> tuple:
+    g = torch.Generator().manual_seed(batch)
+    lengths = [6 - (i % 3) for i in range(batch)]  # variable lengths: padding is exercised
+    t, l = max(lengths), 5
+    words = torch.randint(2, cfg["num_words"], (batch, t), generator=g)
+    chars = torch.randint(1, cfg["num_chars"], (batch, t, l), generator=g)
+    chars[..., 3:] *= (torch.rand(batch, t, 1, generator=g) > 0.5).long()  # short and long words
+    mask = torch.zeros(batch, t, dtype=torch.bool)
+    tags = torch.tensor([_TEST_PATH[:t]] * batch)
+    for i, n in enumerate(lengths):
+        mask[i, :n] = True
+    words, chars = words * mask, chars * mask.unsqueeze(-1)
+    tags[:, 3:] = 4  # O from position 3 on: every prefix ends legally
+    return words, chars, mask, tags
+
+
+def _test_spec(char_encoder: str) -> TestSpec:
+    config = dict(num_words=len(_TEST_VOCAB["words"]["tokens"]), num_chars=len(_TEST_VOCAB["chars"]["tokens"]),
+                  num_tags=len(_TEST_TAGS), word_dim=6, char_dim=4, char_hidden_dim=3, hidden_dim=5,
+                  char_encoder=char_encoder, vocab=_TEST_VOCAB)
+    return TestSpec(config=config, inputs=_test_inputs, output_shape=lambda cfg, b: (b,))
+
+
+def _vocab_matches_sizes(cfg: dict) -> str | None:
+    vocab = cfg.get("vocab")
+    if vocab is None:
+        return None
+    if not isinstance(vocab, dict) or set(vocab) != set(VOCAB_KINDS):
+        return f"vocab must be a dict with the keys {sorted(VOCAB_KINDS)}"
+    for key, size in (("words", "num_words"), ("chars", "num_chars"), ("tags", "num_tags")):
+        n = len(vocab[key].get("tokens", [])) if isinstance(vocab[key], dict) else -1
+        if n != cfg[size]:
+            return f"vocab[{key!r}] holds {n} tokens but {size}={cfg[size]}"
+    return None
+
+
+FAMILY = dict(
+    domain="nlp",
+    task="sequence-labelling",
+    inputs="words (B, T) int64, chars (B, T, L) int64 (0: padding), mask (B, T) bool[, tags (B, T)]",
+    ranges={k: AT_LEAST_ONE for k in ("num_words", "num_chars", "num_tags", "char_kernel_size")},
+    checks=[_vocab_matches_sizes],
+)
+LAMPLE = "Lample et al. 2016, Neural Architectures for Named Entity Recognition (arXiv:1603.01360)"
+MA_HOVY = ("Ma & Hovy 2016, End-to-end Sequence Labeling via Bi-directional LSTM-CNNs-CRF "
+           "(arXiv:1603.01354)")
+
+register_model("bilstm_crf", BiLSTMCRF,
+               dict(word_dim=100, char_dim=25, char_hidden_dim=25, char_encoder="lstm", hidden_dim=100,
+                    dropout=0.5),
+               paper=LAMPLE, test=_test_spec("lstm"), **FAMILY)
+register_model("bilstm_cnn_crf", BiLSTMCRF,
+               dict(word_dim=100, char_dim=30, char_hidden_dim=30, char_encoder="cnn", char_kernel_size=3,
+                    hidden_dim=200, dropout=0.5),
+               paper=MA_HOVY, test=_test_spec("cnn"), **FAMILY)
