@@ -1,0 +1,161 @@
+"""Smoke runs of the BiLSTM-CRF recipe (zoo.nlp.train) on a tiny CoNLL-2003 file set, and a few
+steps on the real files when ../shared/data holds them."""
+
+import csv
+import json
+
+import pytest
+
+import zoo
+from zoo.cli import main as zoo_main
+from zoo.nlp import train
+
+# IOB1, as the English CoNLL-2003 files are written: I- everywhere, B- only between two entities
+TRAIN = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP I-ORG
+rejects VBZ B-VP O
+German JJ B-NP I-MISC
+call NN I-NP O
+to TO B-VP O
+boycott VB I-VP O
+British JJ B-NP I-MISC
+lamb NN I-NP O
+. . O O
+
+Peter NNP B-NP I-PER
+Blackburn NNP I-NP I-PER
+
+BRUSSELS NNP B-NP I-LOC
+1996-08-22 CD I-NP O
+
+The DT B-NP O
+European NNP I-NP I-ORG
+Commission NNP I-NP I-ORG
+said VBD B-VP O
+on IN B-PP O
+Thursday NNP B-NP O
+"""
+VAL = """-DOCSTART- -X- -X- O
+
+Germany NNP B-NP I-LOC
+'s POS B-NP O
+representative NN I-NP O
+Werner NNP B-NP I-PER
+Zwingmann NNP I-NP I-PER
+"""
+TEST = """-DOCSTART- -X- -X- O
+
+Japan NNP B-NP I-LOC
+began VBD B-VP O
+the DT B-NP O
+defence NN I-NP O
+of IN B-PP O
+their PRP$ B-NP O
+Asian JJ I-NP I-MISC
+Cup NNP I-NP I-MISC
+title NN I-NP O
+"""
+
+
+@pytest.fixture
+def conll(tmp_path):
+    folder = tmp_path / "conll2003"
+    folder.mkdir()
+    for name, text in (("eng.train", TRAIN * 3), ("eng.testa", VAL), ("eng.testb", TEST)):
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def _args(*argv):
+    return train.build_parser().parse_args(["--no-progress", *argv])
+
+
+def test_run_trains_reports_test_f1_and_writes_the_run_folder(conll, tmp_path):
+    out, saved = tmp_path / "run", tmp_path / "tagger"
+    summary = train.run(_args("--data", str(conll), "--epochs", "2", "--output-dir", str(out),
+                              "--save-model", str(saved)))
+    assert summary["model"] == "bilstm_crf" and summary["seeds"] == 1
+    (run,) = summary["runs"]
+    per_type = run["test"]["per_type"]  # the types of eng.testb's gold or predicted entities
+    assert {"LOC", "MISC"} <= set(per_type) and all(s["support"] or s["predicted"] for s in per_type.values())
+    assert run["test"]["overall"]["support"] == 2 and 0 <= summary["test_f1_mean"] <= 100
+    with open(out / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [float(r["epoch"]) for r in rows] == [1, 2] and "val/f1" in rows[0]
+    assert (out / "curves.png").is_file() and (out / "last.pt").is_file()
+    assert json.loads((out / "results.json").read_text())["test_f1_mean"] == summary["test_f1_mean"]
+    tagger = zoo.from_pretrained(saved)
+    assert "Japan" not in tagger.vocabs["words"]  # eng.testb's words stay out of the vocabulary
+    (out_sentence,) = tagger.tag([["EU", "rejects", "German", "call"]])
+    assert len(out_sentence.tags) == 4 and set(out_sentence.tags) <= set(tagger.vocabs["tags"].tokens)
+
+
+def test_resume_continues_the_run(conll, tmp_path, capsys):
+    out = tmp_path / "run"
+    train.run(_args("--data", str(conll), "--epochs", "1", "--output-dir", str(out)))
+    capsys.readouterr()
+    train.run(_args("--data", str(conll), "--epochs", "2", "--output-dir", str(out), "--resume"))
+    printed = capsys.readouterr().out
+    assert "epoch 2/2" in printed and "epoch 1/2" not in printed  # epoch 1 came from the checkpoint
+    with open(out / "metrics.csv") as f:
+        assert [float(r["epoch"]) for r in csv.DictReader(f)] == [1, 2]
+
+
+def test_seeds_bioes_and_the_char_cnn_variant(conll, tmp_path):
+    summary = train.run(_args("--model", "bilstm_cnn_crf", "--data", str(conll), "--epochs", "1",
+                              "--seeds", "2", "--scheme", "bioes", "--optimizer", "adam", "--lr", "0.01"))
+    assert [r["seed"] for r in summary["runs"]] == [0, 1] and summary["scheme"] == "bioes"
+    f1s = [100 * r["test_f1"] for r in summary["runs"]]
+    assert summary["test_f1_mean"] == pytest.approx(sum(f1s) / 2, abs=0.01)
+
+
+def test_zoo_train_dispatches_to_the_recipe_and_zoo_data_is_found(conll, monkeypatch, capsys):
+    monkeypatch.setenv("ZOO_DATA", str(conll.parent))  # no --data: $ZOO_DATA/conll2003
+    assert zoo_main(["train", "bilstm_crf", "--epochs", "1", "--no-progress"]) == 0
+    assert "eng.testb F1" in capsys.readouterr().out
+
+
+def test_a_missing_data_folder_says_which_files_and_how_to_pass_them(tmp_path):
+    with pytest.raises(zoo.DatasetError, match="eng.train.*--data"):
+        train.run(_args("--data", str(tmp_path)))
+
+
+def test_the_tasks_span_counts_equal_span_scores():
+    import torch
+
+    from zoo.nlp.bilstm_crf import vocab_config
+    from zoo.nlp.conll import Sentence
+    from zoo.nlp.metrics import span_scores
+    from zoo.nlp.vocab import build_vocabs
+
+    sentences = [Sentence("EU rejects German call".split(), ["B-ORG", "O", "B-MISC", "O"]),
+                 Sentence("Peter Blackburn in BRUSSELS".split(), ["B-PER", "I-PER", "O", "B-LOC"])] * 4
+    words, chars, seen = build_vocabs(sentences)
+    tags = train.scheme_tags(seen, "IOB2")
+    task = train.TaggingTask(tags)
+    torch.manual_seed(0)
+    model = zoo.create("bilstm_crf", num_words=len(words), num_chars=len(chars), num_tags=len(tags),
+                       vocab=vocab_config(words, chars, tags), hidden_dim=4).eval()
+    predicted = [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "O", "O", "B-LOC"],  # right; PER cut short
+                 ["B-ORG", "I-ORG", "B-MISC", "O"], ["B-PER", "I-PER", "O", "B-ORG"],  # too long; wrong type
+                 ["O", "O", "O", "O"], ["B-PER", "I-PER", "O", "B-LOC"]] + [["O"] * 4] * 2
+    model.crf.decode = lambda emissions, mask: [tags.encode(p) for p in predicted]
+    batch = train.Collate(words, chars)(train.TaggedSentences(sentences, tags).items)
+    with torch.no_grad():
+        sums = {k: float(v) for k, v in task.evaluation_step(model, batch).items()}
+    expected = span_scores([s.tags for s in sentences], predicted)
+    assert 0 < expected.f1 < 1
+    assert task.scores(sums) == expected
+    metrics = task.compute_metrics(sums)
+    assert metrics["f1"] == expected.f1 and metrics["loss"] == pytest.approx(sums["loss"] / len(sentences))
+
+
+def test_real_files_load_and_train_a_few_steps(shared_data, tmp_path):
+    folder = shared_data / "conll2003"
+    if not (folder / "eng.train").is_file():
+        pytest.skip(f"{folder} holds no eng.train")
+    summary = train.run(_args("--data", str(folder), "--limit", "300", "--max-steps", "5"))
+    (run,) = summary["runs"]
+    assert set(run["test"]["per_type"]) >= {"LOC", "MISC", "ORG", "PER"}
+    assert run["test"]["overall"]["support"] > 300
