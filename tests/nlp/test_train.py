@@ -116,6 +116,17 @@ def test_zoo_train_dispatches_to_the_recipe_and_zoo_data_is_found(conll, monkeyp
     assert "eng.testb F1" in capsys.readouterr().out
 
 
+def test_word_vectors_bring_the_test_words_they_cover_and_nothing_else(conll, tmp_path, capsys):
+    vectors, saved = tmp_path / "glove.txt", tmp_path / "tagger"
+    vectors.write_text("japan 1 2 3\neu 4 5 6\n", encoding="utf-8")
+    train.run(_args("--data", str(conll), "--epochs", "1", "--word-vectors", str(vectors), "--word-dim", "3",
+                    "--save-model", str(saved)))
+    assert "pretrained vectors cover" in capsys.readouterr().out
+    tagger = zoo.from_pretrained(saved)
+    words = tagger.vocabs["words"]
+    assert "Japan" in words and "began" not in words  # a testb word the vectors cover; one they do not
+
+
 def test_a_missing_data_folder_says_which_files_and_how_to_pass_them(tmp_path):
     with pytest.raises(zoo.DatasetError, match="eng.train.*--data"):
         train.run(_args("--data", str(tmp_path)))
