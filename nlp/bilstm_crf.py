@@ -231,7 +231,7 @@ def encode_batch(sentences: Sequence[Sequence[str]], words: Vocab, chars: Vocab,
         for j, word in enumerate(sent):
             if word:
                 c_ids[i, j, : len(word)] = torch.tensor(chars.encode(word))
-    mask = w_ids != 0
+    mask = torch.zeros(w_ids.shape, dtype=torch.bool)
     for i, sent in enumerate(sentences):
         mask[i, : len(sent)] = True
     return w_ids.to(device), c_ids.to(device), mask.to(device)
@@ -296,8 +296,8 @@ def _test_inputs(cfg: dict, batch: int) -> tuple:
 
 
 def _test_spec(char_encoder: str) -> TestSpec:
-    config = dict(num_words=len(_TEST_VOCAB["words"]["tokens"]), num_chars=len(_TEST_VOCAB["chars"]["tokens"]),
-                  num_tags=len(_TEST_TAGS), word_dim=6, char_dim=4, char_hidden_dim=3, hidden_dim=5,
+    config = dict(num_words=len(_TEST_VOCAB["words"]["tokens"]),
+                  num_chars=len(_TEST_VOCAB["chars"]["tokens"]), num_tags=len(_TEST_TAGS), word_dim=6, char_dim=4, char_hidden_dim=3, hidden_dim=5,
                   char_encoder=char_encoder, vocab=_TEST_VOCAB)
     return TestSpec(config=config, inputs=_test_inputs, output_shape=lambda cfg, b: (b,))
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from zoo.shared.data_paths import data_root
 from zoo.shared.errors import DatasetError
@@ -164,14 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--clip-grad-norm", type=float, default=5.0, help="0: no clipping")
     p.add_argument("--dropout", type=float, default=None, help="the model's default: 0.5")
-    p.add_argument("--word-dim", type=int, default=None, help="the model's default: 100 (match --word-vectors)")
+    p.add_argument("--word-dim", type=int, default=None,
+                   help="the model's default: 100 (match --word-vectors)")
     p.add_argument("--unk-replace", type=float, default=0.5, help="training singletons -> UNK with this p")
     p.add_argument("--lowercase", action="store_true", help="lowercase the word vocabulary")
     p.add_argument("--word-vectors", default=None, help="GloVe / word2vec text file (optional)")
     p.add_argument("--patience", type=int, default=None, help="epochs without val F1 gain before stopping")
-    p.add_argument("--limit", type=int, default=None, help="use the first N sentences of each file (smoke runs)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use the first N sentences of each file (smoke runs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=1, help="runs with seeds seed..seed+N-1; reports mean +- std")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="runs with seeds seed..seed+N-1; reports mean +- std")
     p.add_argument("--device", default="auto")
     p.add_argument("--output-dir", default=None, help="metrics.csv, curves.png, last.pt/best.pt (resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
@@ -202,18 +205,18 @@ def train_one(args, data, vocabs, seed: int, output_dir: str | None) -> tuple:
     trainer = Trainer(model, task, TaggedSentences(data["train"], tags), TaggedSentences(data["val"], tags),
                       config, collate_fn=collate)
     result = trainer.fit()
-    sums = _eval_sums(trainer, task, TaggedSentences(data["test"], tags))
+    sums = _eval_sums(trainer.eval_model, task, TaggedSentences(data["test"], tags), collate, trainer.device)
     return model, result, task.scores(sums)
 
 
-def _eval_sums(trainer, task, dataset) -> dict:
-    from torch.utils.data import DataLoader
-
-    model, sums = trainer.eval_model.eval(), {}
-    loader = DataLoader(dataset, batch_size=64, collate_fn=trainer._eval_loader_args["collate_fn"])
+def _eval_sums(model, task, dataset, collate, device) -> dict:
+    """The task's span counts over ``dataset`` (the per-type table needs the counts, which
+    ``Trainer.evaluate`` turns into rates)."""
+    model, sums = model.eval(), {}
+    loader = DataLoader(dataset, batch_size=64, collate_fn=collate)
     with torch.no_grad():
         for batch in loader:
-            for k, v in task.evaluation_step(model, task.to_device(batch, trainer.device)).items():
+            for k, v in task.evaluation_step(model, task.to_device(batch, device)).items():
                 sums[k] = sums.get(k, 0.0) + float(v)
     return sums
 
@@ -252,10 +255,11 @@ def run(args: argparse.Namespace) -> dict:
             save_pretrained(model, args.save_model)
     f1s = [100 * r["test_f1"] for r in runs]
     mean, std = statistics.mean(f1s), statistics.stdev(f1s) if len(f1s) > 1 else 0.0
-    types = sorted(runs[0]["test"]["per_type"])
-    per_type = {t: (statistics.mean(100 * r["test"]["per_type"][t]["f1"] for r in runs),
-                    statistics.stdev([100 * r["test"]["per_type"][t]["f1"] for r in runs]) if len(runs) > 1 else 0.0)
-                for t in types}
+    types = sorted({t for r in runs for t in r["test"]["per_type"]})
+    per_type = {}
+    for t in types:
+        values = [100 * r["test"]["per_type"].get(t, {"f1": 0.0})["f1"] for r in runs]
+        per_type[t] = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
     summary = {"model": args.model, "scheme": args.scheme, "data": str(folder), "seeds": len(runs),
                "test_f1_mean": round(mean, 2), "test_f1_std": round(std, 2),
                "test_f1_per_type": {t: [round(m, 2), round(s, 2)] for t, (m, s) in per_type.items()},

@@ -62,7 +62,8 @@ def test_weights_loaded_with_another_vocabulary_are_an_error(tmp_path):
     model = make()
     zoo.save_pretrained(model, tmp_path / "tagger")
     vocab = vocab_config(*build_vocabs(TRAIN))
-    vocab["words"]["tokens"][2], vocab["words"]["tokens"][3] = vocab["words"]["tokens"][3], vocab["words"]["tokens"][2]
+    tokens = vocab["words"]["tokens"]
+    tokens[2], tokens[3] = tokens[3], tokens[2]
     vocab["words"].pop("fingerprint")  # the same words and size, in another order
     with pytest.raises(zoo.CheckpointError, match="other words vocabularies"):
         zoo.create("bilstm_crf", pretrained=tmp_path / "tagger", vocab=vocab)

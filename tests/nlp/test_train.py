@@ -170,3 +170,21 @@ def test_real_files_load_and_train_a_few_steps(shared_data, tmp_path):
     (run,) = summary["runs"]
     assert set(run["test"]["per_type"]) >= {"LOC", "MISC", "ORG", "PER"}
     assert run["test"]["overall"]["support"] > 300
+
+
+def test_training_replaces_singletons_by_unk_and_only_them():
+    import torch
+
+    task = train.TaggingTask(train.Vocab("tag", ["O"]), singletons=[3, 5], unk_replace=1.0)
+    seen = []
+
+    def model(words, chars, mask, tags):
+        seen.append(words)
+        return torch.zeros(len(words))
+
+    words = torch.tensor([[2, 3, 4, 5], [5, 6, 0, 0]])
+    task.training_step(model, (words, None, None, None))
+    assert seen[0].tolist() == [[2, 1, 4, 1], [1, 6, 0, 0]]  # 1: UNK
+    task.unk_replace = 0.0
+    task.training_step(model, (words, None, None, None))
+    assert torch.equal(seen[1], words)
