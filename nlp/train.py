@@ -249,8 +249,9 @@ def run(args: argparse.Namespace) -> dict:
         best = result["best"]
         runs.append({"seed": seed, "val_f1": best["value"], "best_epoch": best["epoch"], "test_f1": test.f1,
                      "test": test.as_dict(), "seconds": round(time.perf_counter() - t0, 1)})
-        print(f"seed {seed}: eng.testb F1 {100 * test.f1:.2f} (eng.testa {100 * (best['value'] or 0):.2f}, "
-              f"best epoch {best['epoch']})\n{test.table()}", flush=True)
+        val = (f"eng.testa {100 * best['value']:.2f}, best epoch {best['epoch']}" if best["value"] is not None
+               else "no eng.testa evaluation: stopped before the first epoch ended")
+        print(f"seed {seed}: eng.testb F1 {100 * test.f1:.2f} ({val})\n{test.table()}", flush=True)
         if args.save_model and i == 0:
             save_pretrained(model, args.save_model)
     f1s = [100 * r["test_f1"] for r in runs]
