@@ -63,11 +63,6 @@ class RunLogger:
         if self.plot_enabled:
             plot_curves(self.history, self.dir / "curves.png")
 
-    def log_epoch(self, history: list[dict]) -> None:
-        """Compatibility for loops that keep the whole history: log its last record."""
-        if history:
-            self.log_record(history[-1])
-
     def _rewrite_csv(self) -> None:
         tmp = self.dir / ".metrics.csv.tmp"
         with open(tmp, "w", newline="") as f:
