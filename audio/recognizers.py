@@ -1,0 +1,95 @@
+"""A small CTC speech recogniser: log-mel -> 2-D convolutions -> bidirectional GRU -> characters.
+
+``mel_ctc``: log-mel spectrogram (torchaudio), each utterance standardised over its valid frames,
+SpecAugment in training, two 3x3 conv/BN/ReLU blocks (the first halves frequency and time, the
+second frequency), a linear projection of each frame, a bidirectional GRU over the valid frames
+(packed, so padding never enters the recurrence) and a linear layer over the CTC labels
+(blank + characters, :class:`zoo.audio.ctc.Alphabet`). Trained with ``F.ctc_loss`` and read with
+greedy decoding, in the manner of Deep Speech 2 (Amodei et al. 2016, arXiv:1512.02595), small.
+
+``model(waveforms, lengths=None) -> (logits (batch, frames, num_classes), frame lengths)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from zoo.shared.errors import InputError
+from zoo.shared.registry import Range, TestSpec, register_model
+
+from .frontends import LogMel, SpecAugment, check_waveforms, frame_lengths
+from .io import lengths_to_mask
+
+
+class MelCTC(nn.Module):
+    def __init__(self, sample_rate: int = 8000, num_classes: int = 27, n_mels: int = 40, n_fft: int = 256,
+                 win_length: int = 200, hop_length: int = 80, channels: int = 32, hidden_dim: int = 128,
+                 rnn_layers: int = 2, dropout: float = 0.1, freq_masks: int = 2, freq_width: int = 6,
+                 time_masks: int = 2, time_width: int = 6):
+        super().__init__()
+        self.sample_rate, self.num_classes, self.hop_length = sample_rate, num_classes, hop_length
+        self.frontend = LogMel(sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels)
+        self.specaugment = SpecAugment(freq_masks, freq_width, time_masks, time_width)
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, channels, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, stride=(2, 1), padding=1, bias=False), nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True))
+        freq = (n_mels + 1) // 2
+        freq = (freq + 1) // 2
+        self.proj = nn.Linear(channels * freq, hidden_dim)
+        self.rnn = nn.GRU(hidden_dim, hidden_dim, num_layers=rnn_layers, batch_first=True, bidirectional=True,
+                          dropout=dropout if rnn_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(2 * hidden_dim, num_classes)
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Frames out for ``lengths`` samples in: STFT frames, then the stride-2 convolution."""
+        frames = frame_lengths(lengths, self.hop_length)
+        return torch.div(frames - 1, 2, rounding_mode="floor") + 1
+
+    def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        waveforms = check_waveforms(waveforms, "mel_ctc")
+        if lengths is None:
+            lengths = torch.full(waveforms.shape[:1], waveforms.shape[1], dtype=torch.long, device=waveforms.device)
+        elif not isinstance(lengths, Tensor) or lengths.shape != waveforms.shape[:1]:
+            raise InputError(f"mel_ctc: lengths must be a tensor of shape ({waveforms.shape[0]},), "
+                             f"got {getattr(lengths, 'shape', type(lengths).__name__)}")
+        spec = self.frontend(waveforms)  # (batch, n_mels, frames)
+        valid = lengths_to_mask(frame_lengths(lengths, self.hop_length).clamp(max=spec.shape[-1]),
+                                spec.shape[-1])[:, None, :]
+        count = valid.sum(dim=(1, 2), keepdim=True) * spec.shape[1]
+        mean = (spec * valid).sum(dim=(1, 2), keepdim=True) / count
+        std = (((spec - mean) * valid).square().sum(dim=(1, 2), keepdim=True) / count).sqrt()
+        spec = ((spec - mean) / (std + 1e-5)) * valid  # padded frames: 0
+        spec = self.specaugment(spec)
+        x = self.conv(spec.unsqueeze(1))  # (batch, channels, freq', frames')
+        x = self.proj(x.flatten(1, 2).transpose(1, 2))  # (batch, frames', hidden)
+        out_lengths = self.output_lengths(lengths).clamp(min=1, max=x.shape[1])
+        packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        x, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])
+        return self.classifier(self.dropout(x)), out_lengths
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh output layer over ``num_classes`` CTC labels (blank included)."""
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.classifier.in_features, num_classes)
+
+
+def _ctc_test_spec() -> TestSpec:
+    def inputs(cfg: dict, batch: int) -> tuple:
+        return (0.1 * torch.randn(batch, 4000),)
+
+    # 4000 samples / hop 80 -> 51 frames -> 26 after the stride-2 convolution
+    return TestSpec(config=dict(num_classes=6, n_mels=16, channels=4, hidden_dim=8, rnn_layers=1),
+                    inputs=inputs, output_shape=lambda cfg, batch: (batch, 26, cfg["num_classes"]))
+
+
+register_model(
+    "mel_ctc", MelCTC, dict(sample_rate=8000, num_classes=27), ranges={"num_classes": Range(2, note="(blank + labels)")}, domain="audio", task="speech-recognition (ctc)",
+    paper="CTC (Graves et al. 2006) over a conv + BiGRU acoustic model in the manner of Deep Speech 2 "
+          "(Amodei et al. 2016, arXiv:1512.02595)",
+    inputs="waveform (batch, time) at 8 kHz, optional lengths (batch,)", classifier="classifier",
+    test=_ctc_test_spec(),
+)
