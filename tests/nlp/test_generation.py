@@ -1,0 +1,143 @@
+"""generate(): cached equals uncached, greedy equals transformers' generate (single and left-padded
+batches, EOS), a left-padded prompt continues as it would alone, the sampling filters keep what
+they should, sampling is reproducible with a generator, and bad arguments are clear errors."""
+
+import pytest
+import torch
+
+from zoo.nlp.generation import KVCache, filter_logits, generate
+from zoo.nlp.gpt2 import gpt2, hf_key_map
+from zoo.nlp.hf import gpt2_config_from_hf
+from zoo.shared.errors import InputError
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=61, n_embd=32, n_layer=2, n_head=4, n_positions=48,
+                                     bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    ref = transformers.GPT2LMHeadModel(config).eval()
+    ours = gpt2(**gpt2_config_from_hf(config.to_dict())).eval()
+    ours.load_state_dict(hf_key_map(ref.state_dict()), strict=True)
+    return ref, ours
+
+
+def prompts():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(3, 61, (3, 7), generator=g)
+    mask = torch.ones_like(x)
+    mask[1, :3] = 0
+    mask[2, :5] = 0
+    return x.masked_fill(mask == 0, 0), mask
+
+
+def test_greedy_equals_transformers_generate(models):
+    ref, ours = models
+    x, mask = prompts()
+    for ids, m in ((x[:1], None), (x, mask)):
+        expected = ref.generate(ids, attention_mask=m if m is not None else torch.ones_like(ids), max_new_tokens=20,
+                                do_sample=False, eos_token_id=None, pad_token_id=0)
+        assert torch.equal(generate(ours, ids, m, max_new_tokens=20), expected)
+
+
+def test_greedy_with_eos_equals_transformers_generate(models):
+    ref, ours = models
+    x, mask = prompts()
+    # the EOS id: a token that greedy decoding actually produces in one of the rows
+    free = generate(ours, x, mask, max_new_tokens=12)
+    eos = int(free[1, 7 + 3])
+    expected = ref.generate(x, attention_mask=mask, max_new_tokens=12, do_sample=False, eos_token_id=eos,
+                            pad_token_id=0)
+    got = generate(ours, x, mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=0)
+    assert torch.equal(got, expected)
+    assert (got[1, 7 + 4:] == 0).all()  # padded after its EOS
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_cache_gives_the_same_tokens_as_recomputation(models, sample):
+    _, ours = models
+    x, mask = prompts()
+    kw = dict(max_new_tokens=25, do_sample=sample, temperature=0.8, top_k=20, top_p=0.9)
+    cached = generate(ours, x, mask, use_cache=True, generator=torch.Generator().manual_seed(5), **kw)
+    plain = generate(ours, x, mask, use_cache=False, generator=torch.Generator().manual_seed(5), **kw)
+    assert torch.equal(cached, plain)
+
+
+def test_cached_logits_equal_full_forward(models):
+    _, ours = models
+    x, _ = prompts()
+    cache = ours.new_cache(3, 7)
+    with torch.no_grad():
+        first = ours(x[:, :4], cache=cache)
+        rest = ours(x[:, 4:], cache=cache)  # several new tokens at once over a filled cache
+        full = ours(x)
+    torch.testing.assert_close(torch.cat([first, rest], 1), full, atol=1e-5, rtol=0)
+    assert cache.length == 7
+
+
+def test_left_padded_rows_continue_as_alone(models):
+    _, ours = models
+    x, mask = prompts()
+    batched = generate(ours, x, mask, max_new_tokens=15)
+    for row, pads in ((1, 3), (2, 5)):
+        alone = generate(ours, x[row:row + 1, pads:], max_new_tokens=15)
+        assert torch.equal(batched[row, 7:], alone[0, 7 - pads:])
+
+
+def test_sampling_is_reproducible_and_varies(models):
+    _, ours = models
+    x, _ = prompts()
+    a = generate(ours, x[:1], max_new_tokens=30, do_sample=True, generator=torch.Generator().manual_seed(1))
+    b = generate(ours, x[:1], max_new_tokens=30, do_sample=True, generator=torch.Generator().manual_seed(1))
+    c = generate(ours, x[:1], max_new_tokens=30, do_sample=True, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # top_k=1 sampling is greedy
+    greedy = generate(ours, x[:1], max_new_tokens=30)
+    assert torch.equal(generate(ours, x[:1], max_new_tokens=30, do_sample=True, top_k=1), greedy)
+
+
+def test_filters_keep_what_they_should():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, 3.0]])
+    kept = filter_logits(logits, top_k=2).isfinite()
+    assert kept.tolist() == [[True, False, False, False, True]]
+    probs = logits.softmax(-1)[0]  # sorted: 4 (0.64), 0 (0.24), 1 (0.09), ...
+    kept = filter_logits(logits, top_p=0.7).isfinite()[0]
+    assert kept.tolist() == [True, False, False, False, True] and probs[[4, 0]].sum() >= 0.7 > probs[4]
+    assert filter_logits(logits, top_p=0.5).isfinite()[0].tolist() == [False, False, False, False, True]
+    torch.testing.assert_close(filter_logits(logits, temperature=0.5), logits * 2)
+    # against transformers' own warpers
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    scores = torch.randn(4, 50, generator=torch.Generator().manual_seed(0))
+    for ours_, theirs in ((filter_logits(scores, top_k=7), TopKLogitsWarper(7)(None, scores.clone())),
+                          (filter_logits(scores, top_p=0.8), TopPLogitsWarper(0.8)(None, scores.clone()))):
+        assert torch.equal(ours_.isfinite(), theirs.isfinite())
+
+
+def test_max_new_tokens_and_stop_at_eos(models):
+    _, ours = models
+    x, _ = prompts()
+    assert generate(ours, x, max_new_tokens=0).shape == (3, 7)
+    assert generate(ours, x, max_new_tokens=5).shape == (3, 12)
+    first = int(generate(ours, x[:1], max_new_tokens=1)[0, -1])
+    out = generate(ours, x[:1], max_new_tokens=10, eos_token_id=first)
+    assert out.shape == (1, 8)  # stopped at once: every sequence is done
+
+
+def test_bad_arguments_are_clear_errors(models):
+    _, ours = models
+    x, mask = prompts()
+    with pytest.raises(InputError, match="pad prompts on the LEFT"):
+        generate(ours, x, mask.flip(1))
+    with pytest.raises(InputError, match="position table"):
+        generate(ours, x, max_new_tokens=42)
+    with pytest.raises(InputError, match="top_p"):
+        generate(ours, x, do_sample=True, top_p=1.5)
+    with pytest.raises(InputError, match="temperature"):
+        generate(ours, x, do_sample=True, temperature=0.0)
+    with pytest.raises(InputError, match="do not fit"):
+        cache = KVCache(2, 1, 4, 3, 8)
+        with torch.no_grad():
+            ours(x[:1, :4], cache=cache)
