@@ -6,7 +6,12 @@ Importing the package registers ``dcgan_generator``, ``dcgan_discriminator``, ``
 nothing here imports diffusers, which is the reference the tests compare against.
 """
 
-from . import unet  # noqa: F401  (register the models)
+from . import dcgan, unet, vae, wgan_gp  # noqa: F401  (register the models)
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .diffusion import DDIMSampler, DDPMSampler, NoiseSchedule, ScheduleConfig
 from .unet import UNet2D, config_from_diffusers
+from .vae import VAE
+from .wgan_gp import gradient_penalty
 
-__all__ = ["UNet2D", "config_from_diffusers"]
+__all__ = ["DCGANGenerator", "DCGANDiscriminator", "UNet2D", "VAE", "NoiseSchedule", "ScheduleConfig", "DDPMSampler",
+           "DDIMSampler", "config_from_diffusers", "gradient_penalty"]

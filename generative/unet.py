@@ -93,12 +93,12 @@ class AttentionBlock(nn.Module):
     """Self-attention over the H*W positions: GroupNorm, q/k/v projections, softmax(q k^T / sqrt(d)) v
     per head, the output projection, the residual; the sum divided by ``output_scale``."""
 
-    def __init__(self, channels: int, head_dim: int, groups: int, eps: float, output_scale: float = 1.0):
+    def __init__(self, channels: int, head_dim: int, groups: int | None, eps: float, output_scale: float = 1.0):
         super().__init__()
         if channels % head_dim:
             raise InvalidConfigError(f"attention_head_dim {head_dim} does not divide the {channels} channels")
         self.heads, self.output_scale = channels // head_dim, output_scale
-        self.group_norm = nn.GroupNorm(groups, channels, eps=eps)
+        self.group_norm = nn.GroupNorm(groups, channels, eps=eps) if groups else None
         self.to_q = nn.Linear(channels, channels)
         self.to_k = nn.Linear(channels, channels)
         self.to_v = nn.Linear(channels, channels)
@@ -106,7 +106,7 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        seq = self.group_norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
+        seq = (x if self.group_norm is None else self.group_norm(x)).flatten(2).transpose(1, 2)  # (B, HW, C)
         q, k, v = (split_heads(proj(seq), self.heads) for proj in (self.to_q, self.to_k, self.to_v))
         out = self.to_out[0](merge_heads(F.scaled_dot_product_attention(q, k, v)))
         out = out.transpose(1, 2).reshape(b, c, h, w) + x
@@ -189,12 +189,14 @@ class UpBlock(nn.Module):
 
 
 class MidBlock(nn.Module):
-    """ResNet -> attention -> ResNet at the lowest resolution."""
+    """ResNet -> attention -> ResNet at the lowest resolution. (With scale-shift time conditioning
+    diffusers' mid-block attention has no group norm.)"""
 
     def __init__(self, channels: int, res: dict, head_dim: int | None, attention: bool):
         super().__init__()
+        groups = None if res["scale_shift"] else res["groups"]
         self.attentions = nn.ModuleList(
-            [AttentionBlock(channels, head_dim or channels, res["groups"], res["eps"], res["output_scale"])]
+            [AttentionBlock(channels, head_dim or channels, groups, res["eps"], res["output_scale"])]
         ) if attention else None
         self.resnets = nn.ModuleList([ResnetBlock(channels, channels, **res), ResnetBlock(channels, channels, **res)])
 
