@@ -81,8 +81,8 @@ class ConvLayerBlock(nn.Module):
                  layer_norm: nn.Module | None):
         super().__init__()
         self.kernel_size, self.stride = kernel_size, stride
+        self.layer_norm = layer_norm  # registered first: torchaudio's key order
         self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, bias=bias)
-        self.layer_norm = layer_norm
 
     def forward(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
         x = self.conv(x)
