@@ -29,7 +29,7 @@ from zoo.shared.errors import InputError
 from zoo.shared.layers.attention import attention, merge_heads, split_heads
 from zoo.shared.registry import AT_LEAST_ONE, POSITIVE, TestSpec, Variant, register_model
 
-from .hf import ACTIVATIONS, activation
+from .hf import ACTIVATIONS, activation, registry_hook
 
 Head = Literal["none", "mlm", "sequence", "token"]
 
@@ -400,6 +400,7 @@ FAMILY = dict(
     ranges={**{k: AT_LEAST_ONE for k in ("vocab_size", "max_positions", "type_vocab_size")},
             "layer_norm_eps": POSITIVE},
     checks=[_heads_divide],
+    **registry_hook("bert"),
 )
 
 for _name, _v in VARIANTS.items():

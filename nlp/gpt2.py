@@ -29,7 +29,7 @@ from zoo.shared.registry import AT_LEAST_ONE, POSITIVE, TestSpec, Variant, regis
 
 from .bert import check_ids
 from .generation import KVCache, generate
-from .hf import ACTIVATIONS, activation
+from .hf import ACTIVATIONS, activation, registry_hook
 
 
 @dataclass
@@ -264,6 +264,7 @@ FAMILY = dict(
     key_maps={"hf": hf_key_map}, test=TEST_SPEC,
     ranges={"vocab_size": AT_LEAST_ONE, "max_positions": AT_LEAST_ONE, "layer_norm_eps": POSITIVE},
     checks=[_checks],
+    **registry_hook("gpt2"),
 )
 
 for _name, _v in VARIANTS.items():

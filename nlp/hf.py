@@ -10,6 +10,7 @@ is read by the ``tokenizers`` library (:func:`load_tokenizer`), so text gives th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -137,14 +138,36 @@ def config_from_hf(family: str, directory: str | os.PathLike) -> dict[str, Any] 
     return TRANSLATORS[family](hf, str(path))
 
 
+def registry_hook(family: str) -> dict[str, Any]:
+    """The ``foreign_config=`` keyword of ``register_model``: how ``zoo.create(name, pretrained=dir)``
+    reads a Hugging Face folder's config.json into our config. Empty while the registry has no such
+    hook (then :func:`from_hf` does the same)."""
+    import inspect
+
+    from zoo.shared.registry import register_model
+
+    if "foreign_config" not in inspect.signature(register_model).parameters:
+        return {}
+    return {"foreign_config": functools.partial(config_from_hf, family)}
+
+
 def hf_folder(spec: str | os.PathLike) -> Path:
     """A local folder for ``spec``: a directory, or ``hf-hub:org/name`` resolved through the hub
     cache (the snapshot folder holding config.json beside the weights)."""
     text = os.fspath(spec)
     if isinstance(text, str) and text.startswith("hf-hub:"):
-        from zoo.shared.weights import resolve_hf_hub
+        from huggingface_hub import hf_hub_download
 
-        return resolve_hf_hub(text).parent
+        from zoo.shared.weights import is_offline, resolve_hf_hub
+
+        folder = resolve_hf_hub(text).parent
+        if not (folder / "config.json").is_file():  # fetched beside the weights (or found in the cache)
+            try:
+                hf_hub_download(text[len("hf-hub:"):].strip("/"), "config.json", local_files_only=is_offline())
+            except Exception as exc:
+                raise PretrainedNotFoundError(f"{text}: no config.json beside the weights in {folder} "
+                                              f"({type(exc).__name__}).") from None
+        return folder
     path = Path(text).expanduser()
     if not path.is_dir():
         raise PretrainedNotFoundError(f"{path} is not a directory; pass a Hugging Face model folder or "
@@ -243,9 +266,10 @@ def load_tokenizer(spec: str | os.PathLike):
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=prefix)
         tok.decoder = decoders.ByteLevel()
         tok.post_processor = processors.ByteLevel(trim_offsets=False)
-        for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
-            token = _token(special.get(key))
-            if token and tok.token_to_id(token) is not None:
+        # GPT-2's one special token, unless the folder's tokenizer config names others
+        names = [_token(special.get(k)) for k in ("bos_token", "eos_token", "unk_token", "pad_token")]
+        for token in dict.fromkeys([t for t in names if t] or ["<|endoftext|>"]):
+            if tok.token_to_id(token) is not None:
                 tok.add_special_tokens([token])
         return tok
     present = sorted(p.name for p in folder.iterdir() if p.is_file())
