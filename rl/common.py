@@ -1,0 +1,335 @@
+"""The pieces every algorithm here is built from: returns (GAE, n-step), the replay buffer, the
+exploration schedule, vector environments that tell truncation from termination, and the
+environment state a checkpoint needs to resume a run exactly.
+
+Truncation is not termination. A time limit cuts an episode that would have gone on, so the value
+of the state it stopped in still counts: the target bootstraps from ``V(final_obs)``. A true
+termination has no future: its target is the reward alone. The vector environments run in
+gymnasium's ``SAME_STEP`` autoreset mode, so the observation after an episode's last step is the
+next episode's first, and the real final observation is in ``info["final_obs"]``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import deque
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from zoo.shared.errors import InvalidConfigError
+
+
+# ------------------------------------------------------------------------------------------------
+# Returns
+# ------------------------------------------------------------------------------------------------
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, next_values: torch.Tensor, terminated: torch.Tensor,
+        ended: torch.Tensor, gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016) over a rollout of shape (T, N).
+
+    ``next_values[t]`` is the value of the observation that followed step t: ``values[t + 1]``
+    inside an episode, ``V(final_obs)`` where the episode ended at t, the bootstrap value after the
+    last step. ``terminated[t]``: the episode truly ended (no bootstrap); ``ended[t]``: terminated or
+    truncated (the advantage does not flow back across it). Returns (advantages, returns).
+
+        delta_t = r_t + gamma * (1 - terminated_t) * V(s_{t+1}) - V(s_t)
+        A_t     = delta_t + gamma * lam * (1 - ended_t) * A_{t+1}
+    """
+    not_terminated = 1.0 - terminated.float()
+    not_ended = 1.0 - ended.float()
+    deltas = rewards + gamma * not_terminated * next_values - values
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        running = deltas[t] + gamma * lam * not_ended[t] * running
+        advantages[t] = running
+    return advantages, advantages + values
+
+
+class NStep:
+    """n-step transitions (Sutton & Barto 7.1) for N parallel environments.
+
+    ``push`` takes one vector step and returns the transitions that became complete:
+    ``(obs, action, G, next_obs, discount)`` with ``G = sum_k gamma^k r_{t+k}`` over m <= n steps
+    and ``discount = gamma^m`` (0 after a termination), so the target is ``G + discount * max_a
+    Q(next_obs, a)``. An episode end flushes that environment's window: after a termination the
+    future is worth nothing; after a truncation ``next_obs`` is the final observation and is
+    bootstrapped from.
+    """
+
+    def __init__(self, num_envs: int, n: int, gamma: float):
+        if n < 1:
+            raise InvalidConfigError(f"n-step returns need n >= 1, got {n}.")
+        self.n, self.gamma = n, gamma
+        self.windows: list[deque] = [deque() for _ in range(num_envs)]
+
+    def push(self, obs, actions, rewards, next_obs, terminated, truncated) -> list[tuple]:
+        out = []
+        for i, window in enumerate(self.windows):
+            window.append((obs[i], actions[i], float(rewards[i])))
+            ended = bool(terminated[i] or truncated[i])
+            while window and (len(window) == self.n or ended):
+                ret = sum(self.gamma ** k * r for k, (_, _, r) in enumerate(window))
+                discount = 0.0 if terminated[i] and ended else self.gamma ** len(window)
+                out.append((window[0][0], window[0][1], ret, next_obs[i], discount))
+                window.popleft()
+        return out
+
+    def state_dict(self) -> dict:
+        return {"windows": [[(torch.as_tensor(np.asarray(o)), torch.as_tensor(np.asarray(a)), r) for o, a, r in w]
+                            for w in self.windows]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.windows = [deque((o.numpy(), a.numpy(), r) for o, a, r in w) for w in state["windows"]]
+
+
+# ------------------------------------------------------------------------------------------------
+# Replay buffer
+# ------------------------------------------------------------------------------------------------
+
+
+class ReplayBuffer:
+    """A ring of transitions ``(obs, action, G, next_obs, discount)`` in preallocated numpy arrays.
+
+    When full, the oldest transition is overwritten. ``sample`` draws uniformly with the buffer's
+    own generator (its state is part of the checkpoint) and returns tensors on ``device``.
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple, obs_dtype, action_shape: tuple = (),
+                 action_dtype=np.int64, device: str | torch.device = "cpu", seed: int = 0):
+        if capacity < 1:
+            raise InvalidConfigError(f"the replay buffer needs capacity >= 1, got {capacity}.")
+        self.capacity, self.device = capacity, torch.device(device)
+        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros((capacity, *action_shape), dtype=action_dtype)
+        self.returns = np.zeros(capacity, dtype=np.float32)
+        self.discounts = np.zeros(capacity, dtype=np.float32)
+        self.pos, self.size = 0, 0
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, action, ret: float, next_obs, discount: float) -> None:
+        i = self.pos
+        self.obs[i], self.actions[i], self.returns[i] = obs, action, ret
+        self.next_obs[i], self.discounts[i] = next_obs, discount
+        self.pos = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
+        if self.size == 0:
+            raise RuntimeError("sample() from an empty replay buffer")
+        idx = self.rng.integers(0, self.size, size=batch_size)
+        put = lambda a: torch.as_tensor(a[idx]).to(self.device, non_blocking=True)  # noqa: E731
+        return {"obs": put(self.obs), "actions": put(self.actions), "returns": put(self.returns),
+                "next_obs": put(self.next_obs), "discounts": put(self.discounts)}
+
+    def state_dict(self) -> dict:
+        n = self.size
+        return {"obs": torch.from_numpy(self.obs[:n].copy()), "next_obs": torch.from_numpy(self.next_obs[:n].copy()),
+                "actions": torch.from_numpy(self.actions[:n].copy()), "returns": torch.from_numpy(self.returns[:n].copy()),
+                "discounts": torch.from_numpy(self.discounts[:n].copy()), "pos": self.pos, "size": n,
+                "rng": _bitgen_state(self.rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        n = state["size"]
+        if n > self.capacity:
+            raise InvalidConfigError(f"the checkpoint's replay buffer holds {n} transitions, more than this "
+                                     f"run's capacity {self.capacity}; resume with the same buffer size.")
+        for key in ("obs", "next_obs", "actions", "returns", "discounts"):
+            getattr(self, key)[:n] = state[key].numpy()
+        self.pos, self.size = state["pos"], n
+        _set_bitgen_state(self.rng, state["rng"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Schedules
+# ------------------------------------------------------------------------------------------------
+
+
+def linear_schedule(start: float, end: float, duration: int) -> Callable[[int], float]:
+    """``start`` at step 0, moving linearly to ``end`` at step ``duration``, then ``end``
+    (DQN's epsilon: Mnih et al. 2015 anneal 1 -> 0.1 over the first million frames)."""
+
+    def value(step: int) -> float:
+        if duration <= 0:
+            return end
+        return start + (end - start) * min(1.0, step / duration)
+
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
+# Environments
+# ------------------------------------------------------------------------------------------------
+
+
+def check_env_id(env_id: str) -> None:
+    """An unknown id is an InvalidConfigError naming the closest registered ids."""
+    if not isinstance(env_id, str) or env_id not in gym.registry:
+        close = difflib.get_close_matches(str(env_id), list(gym.registry), n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise InvalidConfigError(
+            f"unknown environment id {env_id!r}.{hint} Pass a registered gymnasium id (gymnasium.registry "
+            "lists them; Atari and Box2D ids need ale-py / box2d installed).")
+
+
+def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
+    check_env_id(env_id)
+    try:
+        return gym.make(env_id, render_mode=render_mode, **kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        raise InvalidConfigError(f"environment {env_id!r} needs a package that is not installed: {exc}") from None
+
+
+def make_vec_env(env_id: str, num_envs: int, seed: int, *, normalize_obs: bool = False,
+                 normalize_reward: bool = False, gamma: float = 0.99) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of ``env_id`` stepped in this process (classic-control steps cost
+    microseconds: worker processes would cost more than they save), SAME_STEP autoreset, optionally
+    wrapped in gymnasium's observation / reward normalisation."""
+    check_env_id(env_id)
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # below the normalisation: raw returns
+    if normalize_obs:
+        envs = gym.wrappers.vector.NormalizeObservation(envs)
+    if normalize_reward:
+        envs = gym.wrappers.vector.NormalizeReward(envs, gamma=gamma)
+    envs.action_space.seed(seed)
+    return envs
+
+
+def episode_returns(infos: dict) -> list[float]:
+    """Undiscounted returns (of the raw rewards) of the episodes that ended this step."""
+    if "episode" not in infos:
+        return []
+    return [float(r) for r in infos["episode"]["r"][infos["_episode"]]]
+
+
+def find_wrapper(env, cls):
+    """The first wrapper of type ``cls`` around ``env`` (a vector or single env), else None."""
+    while env is not None:
+        if isinstance(env, cls):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def normalize_like(envs, obs: np.ndarray) -> np.ndarray:
+    """Apply the vector env's observation normalisation (without updating it) to ``obs``: the
+    ``final_obs`` of SAME_STEP autoreset comes from below the wrapper, unnormalised."""
+    norm = find_wrapper(envs, gym.wrappers.vector.NormalizeObservation)
+    if norm is None:
+        return obs
+    return ((obs - norm.obs_rms.mean) / np.sqrt(norm.obs_rms.var + norm.epsilon)).astype(np.float32)
+
+
+def final_observations(envs, infos: dict, next_obs: np.ndarray, ended: np.ndarray) -> np.ndarray:
+    """The true next observation of every env: ``next_obs``, except where an episode ended, where
+    it is the ``final_obs`` that autoreset replaced (normalised like the rest)."""
+    if not ended.any():
+        return next_obs
+    real = next_obs.copy()
+    for i in np.flatnonzero(ended):
+        real[i] = normalize_like(envs, np.asarray(infos["final_obs"][i])[None])[0]
+    return real
+
+
+def normalization_state(envs) -> dict:
+    """The running statistics of gymnasium's normalisation wrappers, as tensors."""
+    state = {}
+    obs_norm = find_wrapper(envs, gym.wrappers.vector.NormalizeObservation)
+    if obs_norm is not None:
+        rms = obs_norm.obs_rms
+        state["obs"] = {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var),
+                        "count": float(rms.count), "epsilon": float(obs_norm.epsilon)}
+    rew_norm = find_wrapper(envs, gym.wrappers.vector.NormalizeReward)
+    if rew_norm is not None:
+        rms = rew_norm.return_rms
+        state["reward"] = {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var),
+                           "count": float(rms.count), "accumulated": torch.as_tensor(rew_norm.accumulated_reward),
+                           "prev_dones": torch.as_tensor(rew_norm._prev_dones)}
+    return state
+
+
+def load_normalization_state(envs, state: dict) -> None:
+    obs_norm = find_wrapper(envs, gym.wrappers.vector.NormalizeObservation)
+    if obs_norm is not None and "obs" in state:
+        rms = obs_norm.obs_rms
+        rms.mean, rms.var = state["obs"]["mean"].numpy().copy(), state["obs"]["var"].numpy().copy()
+        rms.count = state["obs"]["count"]
+    rew_norm = find_wrapper(envs, gym.wrappers.vector.NormalizeReward)
+    if rew_norm is not None and "reward" in state:
+        rms, st = rew_norm.return_rms, state["reward"]
+        rms.mean, rms.var, rms.count = st["mean"].numpy().copy(), st["var"].numpy().copy(), st["count"]
+        rew_norm.accumulated_reward = st["accumulated"].numpy().copy()
+        rew_norm._prev_dones = st["prev_dones"].numpy().copy()
+
+
+def _bitgen_state(rng: np.random.Generator) -> dict:
+    s = rng.bit_generator.state  # PCG64: {"bit_generator", "state": {"state", "inc"}, "has_uint32", "uinteger"}
+    return {"bit_generator": s["bit_generator"], "state": str(s["state"]["state"]), "inc": str(s["state"]["inc"]),
+            "has_uint32": int(s["has_uint32"]), "uinteger": int(s["uinteger"])}
+
+
+def _set_bitgen_state(rng: np.random.Generator, s: dict) -> None:
+    rng.bit_generator.state = {"bit_generator": s["bit_generator"],
+                               "state": {"state": int(s["state"]), "inc": int(s["inc"])},
+                               "has_uint32": s["has_uint32"], "uinteger": s["uinteger"]}
+
+
+def env_state(envs) -> dict:
+    """What a checkpoint needs to continue the vector env's episodes exactly: every sub-env's
+    simulator state (``unwrapped.state`` / ``last_u``), its RNG, its time-limit counter and the
+    episode statistics; the action space's RNG; the normalisation statistics. Written for
+    gymnasium's classic-control environments; others restart their episodes on resume."""
+    vec = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    subs = []
+    for env in vec.envs:
+        inner, sub = env.unwrapped, {}
+        if isinstance(getattr(inner, "state", None), (np.ndarray, tuple, list)):
+            sub["state"] = torch.as_tensor(np.asarray(inner.state, dtype=np.float64))
+        for attr in ("last_u", "steps_beyond_terminated"):
+            value = getattr(inner, attr, None)
+            if value is None or isinstance(value, (int, float, np.floating, np.integer)):
+                sub[attr] = None if value is None else value.item() if hasattr(value, "item") else value
+        if getattr(inner, "_np_random", None) is not None:
+            sub["np_random"] = _bitgen_state(inner._np_random)
+        limit = find_wrapper(env, gym.wrappers.TimeLimit)
+        if limit is not None:
+            sub["elapsed"] = int(limit._elapsed_steps or 0)
+        subs.append(sub)
+    stats = find_wrapper(envs, gym.wrappers.vector.RecordEpisodeStatistics)
+    episodes = {} if stats is None else {"returns": torch.as_tensor(stats.episode_returns),
+                                         "lengths": torch.as_tensor(stats.episode_lengths)}
+    return {"envs": subs, "action_space_rng": _bitgen_state(vec.action_space.np_random), "episodes": episodes,
+            "autoreset": torch.as_tensor(vec._autoreset_envs), "normalization": normalization_state(envs)}
+
+
+def load_env_state(envs, state: dict) -> None:
+    vec = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    for env, sub in zip(vec.envs, state["envs"]):
+        inner = env.unwrapped
+        if "state" in sub:
+            inner.state = sub["state"].numpy().astype(np.asarray(inner.state).dtype).copy()
+        for attr in ("last_u", "steps_beyond_terminated"):
+            if attr in sub:
+                setattr(inner, attr, sub[attr])
+        if "np_random" in sub:
+            _set_bitgen_state(inner.np_random, sub["np_random"])
+        limit = find_wrapper(env, gym.wrappers.TimeLimit)
+        if limit is not None and "elapsed" in sub:
+            limit._elapsed_steps = sub["elapsed"]
+    _set_bitgen_state(vec.action_space.np_random, state["action_space_rng"])
+    vec._autoreset_envs = state["autoreset"].numpy().copy()
+    stats = find_wrapper(envs, gym.wrappers.vector.RecordEpisodeStatistics)
+    if stats is not None and state.get("episodes"):
+        stats.episode_returns = state["episodes"]["returns"].numpy().copy()
+        stats.episode_lengths = state["episodes"]["lengths"].numpy().copy()
+    load_normalization_state(envs, state["normalization"])
