@@ -389,22 +389,68 @@ register_model(
 
 def sb3_zip_state(path) -> dict[str, Tensor]:
     """``policy.pth`` from a Stable-Baselines3 ``model.save()`` zip, read as tensors only
-    (``torch.load(weights_only=True)``); the zip's pickled ``data`` entries are never unpickled."""
+    (``torch.load(weights_only=True)``); the zip's pickled entries are never unpickled."""
+    return _read_sb3_zip(path)[0]
+
+
+def _read_sb3_zip(path) -> tuple[dict[str, Tensor], dict]:
     import io
+    import json
     import zipfile
 
     from zoo.shared.errors import CheckpointError
 
     try:
         with zipfile.ZipFile(path) as archive:
-            if "policy.pth" not in archive.namelist():
+            names = archive.namelist()
+            if "policy.pth" not in names:
                 raise CheckpointError(f"{path} is a zip but not a Stable-Baselines3 save: it has no policy.pth "
-                                      f"(it holds {', '.join(archive.namelist()[:6])}).")
+                                      f"(it holds {', '.join(names[:6])}).")
             raw = archive.read("policy.pth")
+            data = json.loads(archive.read("data")) if "data" in names else {}
     except zipfile.BadZipFile:
-        raise CheckpointError(f"{path} is not a readable zip file (truncated or not a Stable-Baselines3 save).") \
+        raise CheckpointError(f"{path} is not a readable zip file (truncated, or not a Stable-Baselines3 save).") \
             from None
-    return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True), data
+
+
+def sb3_config(data: dict, name: str) -> dict[str, Any]:
+    """Our config from the JSON-readable parts of an SB3 zip's ``data`` (``policy_kwargs``: the
+    net_arch and the activation's name); nothing pickled in it is unpickled."""
+    kwargs = data.get("policy_kwargs") or {}
+    config: dict[str, Any] = {}
+    arch = kwargs.get("net_arch")
+    if isinstance(arch, dict):
+        if arch.get("pi") != arch.get("vf"):
+            raise InvalidConfigError(f"SB3 net_arch {arch} has different policy and value widths; ActorCritic builds "
+                                     "the same widths for both trunks.")
+        arch = arch.get("pi")
+    if isinstance(arch, list):
+        config["net_arch"] = tuple(arch)
+    act = str(kwargs.get("activation_fn", ""))
+    for key, cls in ACTIVATIONS.items():
+        if f".{cls.__name__}'" in act:
+            config["activation"] = key
+    if kwargs.get("ortho_init") is not None:
+        config["ortho_init"] = bool(kwargs["ortho_init"])
+    if name.startswith("ppo") and "log_std_init" in kwargs:
+        config["log_std_init"] = float(kwargs["log_std_init"])
+    return config
+
+
+def load_sb3(name: str, path, **kwargs) -> nn.Module:
+    """``name`` (ppo_mlp, dqn_mlp, ...) built as the SB3 zip at ``path`` describes (net_arch, activation;
+    ``env=`` or the spaces for the sizes) and loaded strictly through the SB3 key map; the model's
+    ``load_report`` says what was mapped. ``zoo.create(name, pretrained="x.zip")`` once the core
+    routes zips here."""
+    from zoo.shared.factory import create
+    from zoo.shared.registry import get_entry
+    from zoo.shared.weights import load_weights
+
+    state, data = _read_sb3_zip(path)
+    model = create(name, **{**sb3_config(data, name), **kwargs})
+    model.load_report = load_weights(model, get_entry(name), state, requested=kwargs, layout="sb3", source=str(path))
+    return model
 
 
 def np_obs(obs, device="cpu") -> Tensor:
