@@ -62,4 +62,4 @@ class A2C(PPO):
                        where=f"at A2C iteration {self.iteration}")
         self.scheduler.step()
         self.iteration += 1
-        return {"pg_loss": float(pg_loss), "v_loss": float(v_loss), "entropy": float(entropy.mean())}
+        return {"pg_loss": float(pg_loss.detach()), "v_loss": float(v_loss.detach()), "entropy": float(entropy.detach().mean())}

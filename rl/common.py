@@ -191,29 +191,38 @@ def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
 def make_vec_env(env_id: str, num_envs: int, seed: int, *, normalize_obs: bool = False,
                  normalize_reward: bool = False, gamma: float = 0.99) -> gym.vector.VectorEnv:
     """``num_envs`` copies of ``env_id`` stepped in this process (classic-control steps cost
-    microseconds: worker processes would cost more than they save), SAME_STEP autoreset, optionally
-    wrapped in gymnasium's observation / reward normalisation."""
+    microseconds: worker processes would cost more than they save), SAME_STEP autoreset.
+
+    Each copy records its episode statistics (raw rewards) and, optionally, is wrapped in
+    gymnasium's ``NormalizeObservation`` / ``NormalizeReward``. They wrap each copy rather than the
+    vector env because gymnasium's vector observation wrappers refuse SAME_STEP autoreset (they
+    would leave ``final_obs`` unnormalised); per copy, the final observation is normalised like
+    every other. :func:`merged_obs_stats` combines the copies' statistics for evaluation."""
     check_env_id(env_id)
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(num_envs)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
-    envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)  # below the normalisation: raw returns
-    if normalize_obs:
-        envs = gym.wrappers.vector.NormalizeObservation(envs)
-    if normalize_reward:
-        envs = gym.wrappers.vector.NormalizeReward(envs, gamma=gamma)
+
+    def one() -> gym.Env:
+        env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id))
+        if normalize_obs:
+            env = gym.wrappers.NormalizeObservation(env)
+        if normalize_reward:
+            env = gym.wrappers.NormalizeReward(env, gamma=gamma)
+        return env
+
+    envs = gym.vector.SyncVectorEnv([one for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     envs.action_space.seed(seed)
     return envs
 
 
 def episode_returns(infos: dict) -> list[float]:
     """Undiscounted returns (of the raw rewards) of the episodes that ended this step."""
-    if "episode" not in infos:
+    final = infos.get("final_info")
+    if not final or "episode" not in final:
         return []
-    return [float(r) for r in infos["episode"]["r"][infos["_episode"]]]
+    return [float(r) for r in final["episode"]["r"][final["_episode"]]]
 
 
 def find_wrapper(env, cls):
-    """The first wrapper of type ``cls`` around ``env`` (a vector or single env), else None."""
+    """The first wrapper of type ``cls`` around ``env``, else None."""
     while env is not None:
         if isinstance(env, cls):
             return env
@@ -221,55 +230,51 @@ def find_wrapper(env, cls):
     return None
 
 
-def normalize_like(envs, obs: np.ndarray) -> np.ndarray:
-    """Apply the vector env's observation normalisation (without updating it) to ``obs``: the
-    ``final_obs`` of SAME_STEP autoreset comes from below the wrapper, unnormalised."""
-    norm = find_wrapper(envs, gym.wrappers.vector.NormalizeObservation)
-    if norm is None:
-        return obs
-    return ((obs - norm.obs_rms.mean) / np.sqrt(norm.obs_rms.var + norm.epsilon)).astype(np.float32)
-
-
 def final_observations(envs, infos: dict, next_obs: np.ndarray, ended: np.ndarray) -> np.ndarray:
     """The true next observation of every env: ``next_obs``, except where an episode ended, where
-    it is the ``final_obs`` that autoreset replaced (normalised like the rest)."""
+    it is the ``final_obs`` that autoreset replaced."""
     if not ended.any():
         return next_obs
     real = next_obs.copy()
     for i in np.flatnonzero(ended):
-        real[i] = normalize_like(envs, np.asarray(infos["final_obs"][i])[None])[0]
+        real[i] = infos["final_obs"][i]
     return real
 
 
-def normalization_state(envs) -> dict:
-    """The running statistics of gymnasium's normalisation wrappers, as tensors."""
-    state = {}
-    obs_norm = find_wrapper(envs, gym.wrappers.vector.NormalizeObservation)
-    if obs_norm is not None:
-        rms = obs_norm.obs_rms
-        state["obs"] = {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var),
-                        "count": float(rms.count), "epsilon": float(obs_norm.epsilon)}
-    rew_norm = find_wrapper(envs, gym.wrappers.vector.NormalizeReward)
-    if rew_norm is not None:
-        rms = rew_norm.return_rms
-        state["reward"] = {"mean": torch.as_tensor(rms.mean), "var": torch.as_tensor(rms.var),
-                           "count": float(rms.count), "accumulated": torch.as_tensor(rew_norm.accumulated_reward),
-                           "prev_dones": torch.as_tensor(rew_norm._prev_dones)}
-    return state
+def _rms(rms) -> dict:
+    return {"mean": torch.as_tensor(np.asarray(rms.mean, dtype=np.float64)),
+            "var": torch.as_tensor(np.asarray(rms.var, dtype=np.float64)), "count": float(rms.count)}
 
 
-def load_normalization_state(envs, state: dict) -> None:
-    obs_norm = find_wrapper(envs, gym.wrappers.vector.NormalizeObservation)
-    if obs_norm is not None and "obs" in state:
-        rms = obs_norm.obs_rms
-        rms.mean, rms.var = state["obs"]["mean"].numpy().copy(), state["obs"]["var"].numpy().copy()
-        rms.count = state["obs"]["count"]
-    rew_norm = find_wrapper(envs, gym.wrappers.vector.NormalizeReward)
-    if rew_norm is not None and "reward" in state:
-        rms, st = rew_norm.return_rms, state["reward"]
-        rms.mean, rms.var, rms.count = st["mean"].numpy().copy(), st["var"].numpy().copy(), st["count"]
-        rew_norm.accumulated_reward = st["accumulated"].numpy().copy()
-        rew_norm._prev_dones = st["prev_dones"].numpy().copy()
+def _set_rms(rms, state: dict) -> None:
+    rms.mean = state["mean"].numpy().astype(np.asarray(rms.mean).dtype).copy()
+    rms.var = state["var"].numpy().astype(np.asarray(rms.var).dtype).copy()
+    rms.count = state["count"]
+
+
+def merged_obs_stats(envs) -> dict | None:
+    """One set of observation statistics from every copy's NormalizeObservation (Chan et al.'s
+    parallel mean / variance), for normalising evaluation observations; None without normalisation."""
+    parts = [find_wrapper(env, gym.wrappers.NormalizeObservation) for env in envs.envs]
+    if not parts or parts[0] is None:
+        return None
+    mean, var, count = parts[0].obs_rms.mean, parts[0].obs_rms.var, parts[0].obs_rms.count
+    for p in parts[1:]:
+        m, v, c = p.obs_rms.mean, p.obs_rms.var, p.obs_rms.count
+        total = count + c
+        delta = m - mean
+        mean = mean + delta * c / total
+        var = (var * count + v * c + delta ** 2 * count * c / total) / total
+        count = total
+    return {"mean": torch.as_tensor(np.asarray(mean, dtype=np.float32)),
+            "var": torch.as_tensor(np.asarray(var, dtype=np.float32)), "epsilon": float(parts[0].epsilon)}
+
+
+def normalize_obs(obs: np.ndarray, stats: dict | None) -> np.ndarray:
+    """gymnasium's NormalizeObservation with frozen statistics: (obs - mean) / sqrt(var + eps)."""
+    if stats is None:
+        return obs
+    return ((obs - stats["mean"].numpy()) / np.sqrt(stats["var"].numpy() + stats["epsilon"])).astype(np.float32)
 
 
 def _bitgen_state(rng: np.random.Generator) -> dict:
@@ -285,13 +290,12 @@ def _set_bitgen_state(rng: np.random.Generator, s: dict) -> None:
 
 
 def env_state(envs) -> dict:
-    """What a checkpoint needs to continue the vector env's episodes exactly: every sub-env's
-    simulator state (``unwrapped.state`` / ``last_u``), its RNG, its time-limit counter and the
-    episode statistics; the action space's RNG; the normalisation statistics. Written for
-    gymnasium's classic-control environments; others restart their episodes on resume."""
-    vec = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    """What a checkpoint needs to continue the vector env's episodes exactly: every copy's
+    simulator state (``unwrapped.state`` / ``last_u``), its RNG, its time-limit counter, its episode
+    statistics and normalisation statistics; the action space's RNG. Written for gymnasium's
+    classic-control environments; others restart their episodes on resume."""
     subs = []
-    for env in vec.envs:
+    for env in envs.envs:
         inner, sub = env.unwrapped, {}
         if isinstance(getattr(inner, "state", None), (np.ndarray, tuple, list)):
             sub["state"] = torch.as_tensor(np.asarray(inner.state, dtype=np.float64))
@@ -304,17 +308,23 @@ def env_state(envs) -> dict:
         limit = find_wrapper(env, gym.wrappers.TimeLimit)
         if limit is not None:
             sub["elapsed"] = int(limit._elapsed_steps or 0)
+        stats = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
+        if stats is not None:
+            sub["episode"] = [float(stats.episode_returns), int(stats.episode_lengths)]
+        obs_norm = find_wrapper(env, gym.wrappers.NormalizeObservation)
+        if obs_norm is not None:
+            sub["obs_rms"] = _rms(obs_norm.obs_rms)
+        rew_norm = find_wrapper(env, gym.wrappers.NormalizeReward)
+        if rew_norm is not None:
+            sub["return_rms"] = _rms(rew_norm.return_rms)
+            sub["discounted_reward"] = torch.as_tensor(np.asarray(rew_norm.discounted_reward, dtype=np.float64))
         subs.append(sub)
-    stats = find_wrapper(envs, gym.wrappers.vector.RecordEpisodeStatistics)
-    episodes = {} if stats is None else {"returns": torch.as_tensor(stats.episode_returns),
-                                         "lengths": torch.as_tensor(stats.episode_lengths)}
-    return {"envs": subs, "action_space_rng": _bitgen_state(vec.action_space.np_random), "episodes": episodes,
-            "autoreset": torch.as_tensor(vec._autoreset_envs), "normalization": normalization_state(envs)}
+    return {"envs": subs, "action_space_rng": _bitgen_state(envs.action_space.np_random),
+            "autoreset": torch.as_tensor(envs._autoreset_envs)}
 
 
 def load_env_state(envs, state: dict) -> None:
-    vec = envs.unwrapped if hasattr(envs, "unwrapped") else envs
-    for env, sub in zip(vec.envs, state["envs"]):
+    for env, sub in zip(envs.envs, state["envs"]):
         inner = env.unwrapped
         if "state" in sub:
             inner.state = sub["state"].numpy().astype(np.asarray(inner.state).dtype).copy()
@@ -326,10 +336,15 @@ def load_env_state(envs, state: dict) -> None:
         limit = find_wrapper(env, gym.wrappers.TimeLimit)
         if limit is not None and "elapsed" in sub:
             limit._elapsed_steps = sub["elapsed"]
-    _set_bitgen_state(vec.action_space.np_random, state["action_space_rng"])
-    vec._autoreset_envs = state["autoreset"].numpy().copy()
-    stats = find_wrapper(envs, gym.wrappers.vector.RecordEpisodeStatistics)
-    if stats is not None and state.get("episodes"):
-        stats.episode_returns = state["episodes"]["returns"].numpy().copy()
-        stats.episode_lengths = state["episodes"]["lengths"].numpy().copy()
-    load_normalization_state(envs, state["normalization"])
+        stats = find_wrapper(env, gym.wrappers.RecordEpisodeStatistics)
+        if stats is not None and "episode" in sub:
+            stats.episode_returns, stats.episode_lengths = sub["episode"]
+        if "obs_rms" in sub:
+            _set_rms(find_wrapper(env, gym.wrappers.NormalizeObservation).obs_rms, sub["obs_rms"])
+        if "return_rms" in sub:
+            rew_norm = find_wrapper(env, gym.wrappers.NormalizeReward)
+            _set_rms(rew_norm.return_rms, sub["return_rms"])
+            rew_norm.discounted_reward = sub["discounted_reward"].numpy().astype(
+                np.asarray(rew_norm.discounted_reward).dtype).copy()
+    _set_bitgen_state(envs.action_space.np_random, state["action_space_rng"])
+    envs._autoreset_envs = state["autoreset"].numpy().copy()
