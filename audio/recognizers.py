@@ -1,11 +1,15 @@
-"""A small CTC speech recogniser: log-mel -> 2-D convolutions -> bidirectional GRU -> characters.
+"""A small CTC speech recogniser: log-mel -> 2-D convolutions -> dilated 1-D convolutions -> characters.
 
 ``mel_ctc``: log-mel spectrogram (torchaudio), each utterance standardised over its valid frames,
 SpecAugment in training, two 3x3 conv/BN/ReLU blocks (the first halves frequency and time, the
-second frequency), a linear projection of each frame, a bidirectional GRU over the valid frames
-(packed, so padding never enters the recurrence) and a linear layer over the CTC labels
-(blank + characters, :class:`zoo.audio.ctc.Alphabet`). Trained with ``F.ctc_loss`` and read with
-greedy decoding, in the manner of Deep Speech 2 (Amodei et al. 2016, arXiv:1512.02595), small.
+second frequency), a linear projection of each frame, residual blocks of dilated 1-D convolution
+over time (dilations 1, 2, 4, 8, ...: a receptive field of a whole word), layer norm and ReLU, and a
+linear layer over the CTC labels (blank + characters, :class:`zoo.audio.ctc.Alphabet`). Padded
+frames are zeroed after every block, as the convolution's own zero padding would be. Trained with
+``F.ctc_loss`` and read with greedy decoding: a small, fully convolutional relative of Deep
+Speech 2 (Amodei et al. 2016, arXiv:1512.02595) and Wav2Letter (Collobert et al. 2016,
+arXiv:1609.03193); convolutions instead of a recurrent layer because they train several times
+faster on a CPU.
 
 ``model(waveforms, lengths=None) -> (logits (batch, frames, num_classes), frame lengths)``.
 """
@@ -14,7 +18,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from zoo.shared.errors import InputError
 from zoo.shared.registry import Range, TestSpec, register_model
@@ -23,10 +26,24 @@ from .frontends import LogMel, SpecAugment, check_waveforms, frame_lengths
 from .io import lengths_to_mask
 
 
+class TemporalBlock(nn.Module):
+    """``x + dropout(relu(norm(conv(x))))`` with a dilated convolution over time."""
+
+    def __init__(self, dim: int, kernel_size: int, dilation: int, dropout: float):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, kernel_size, padding=dilation * (kernel_size - 1) // 2, dilation=dilation)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, valid: Tensor) -> Tensor:  # x (batch, dim, frames), valid (batch, 1, frames)
+        y = self.norm(self.conv(x).transpose(1, 2)).transpose(1, 2)
+        return (x + self.dropout(torch.relu(y))) * valid
+
+
 class MelCTC(nn.Module):
     def __init__(self, sample_rate: int = 8000, num_classes: int = 27, n_mels: int = 40, n_fft: int = 256,
-                 win_length: int = 200, hop_length: int = 80, channels: int = 32, hidden_dim: int = 128,
-                 rnn_layers: int = 2, dropout: float = 0.1, freq_masks: int = 2, freq_width: int = 6,
+                 win_length: int = 200, hop_length: int = 80, channels: int = 32, hidden_dim: int = 96,
+                 dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), kernel_size: int = 5, dropout: float = 0.1, freq_masks: int = 2, freq_width: int = 6,
                  time_masks: int = 2, time_width: int = 6):
         super().__init__()
         self.sample_rate, self.num_classes, self.hop_length = sample_rate, num_classes, hop_length
@@ -39,10 +56,8 @@ class MelCTC(nn.Module):
         freq = (n_mels + 1) // 2
         freq = (freq + 1) // 2
         self.proj = nn.Linear(channels * freq, hidden_dim)
-        self.rnn = nn.GRU(hidden_dim, hidden_dim, num_layers=rnn_layers, batch_first=True, bidirectional=True,
-                          dropout=dropout if rnn_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(2 * hidden_dim, num_classes)
+        self.blocks = nn.ModuleList(TemporalBlock(hidden_dim, kernel_size, d, dropout) for d in dilations)
+        self.classifier = nn.Linear(hidden_dim, num_classes)
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """Frames out for ``lengths`` samples in: STFT frames, then the stride-2 convolution."""
@@ -67,9 +82,11 @@ class MelCTC(nn.Module):
         x = self.conv(spec.unsqueeze(1))  # (batch, channels, freq', frames')
         x = self.proj(x.flatten(1, 2).transpose(1, 2))  # (batch, frames', hidden)
         out_lengths = self.output_lengths(lengths).clamp(min=1, max=x.shape[1])
-        packed = pack_padded_sequence(x, out_lengths.cpu(), batch_first=True, enforce_sorted=False)
-        x, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])
-        return self.classifier(self.dropout(x)), out_lengths
+        valid = lengths_to_mask(out_lengths, x.shape[1])[:, None, :].to(x.dtype)
+        x = x.transpose(1, 2) * valid  # (batch, hidden, frames)
+        for block in self.blocks:
+            x = block(x, valid)
+        return self.classifier(x.transpose(1, 2)), out_lengths
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh output layer over ``num_classes`` CTC labels (blank included)."""
@@ -82,14 +99,14 @@ def _ctc_test_spec() -> TestSpec:
         return (0.1 * torch.randn(batch, 4000),)
 
     # 4000 samples / hop 80 -> 51 frames -> 26 after the stride-2 convolution
-    return TestSpec(config=dict(num_classes=6, n_mels=16, channels=4, hidden_dim=8, rnn_layers=1),
+    return TestSpec(config=dict(num_classes=6, n_mels=16, channels=4, hidden_dim=8, dilations=[1, 2]),
                     inputs=inputs, output_shape=lambda cfg, batch: (batch, 26, cfg["num_classes"]))
 
 
 register_model(
     "mel_ctc", MelCTC, dict(sample_rate=8000, num_classes=27), ranges={"num_classes": Range(2, note="(blank + labels)")}, domain="audio", task="speech-recognition (ctc)",
-    paper="CTC (Graves et al. 2006) over a conv + BiGRU acoustic model in the manner of Deep Speech 2 "
-          "(Amodei et al. 2016, arXiv:1512.02595)",
+    paper="CTC (Graves et al. 2006) over a small convolutional acoustic model (after Deep Speech 2, "
+          "arXiv:1512.02595, and Wav2Letter, arXiv:1609.03193)",
     inputs="waveform (batch, time) at 8 kHz, optional lengths (batch,)", classifier="classifier",
     test=_ctc_test_spec(),
 )
