@@ -38,6 +38,7 @@ Span = tuple[str, int, int]  # (type, start, end), end exclusive: tokens[start:e
 class Sentence:
     words: list[str]
     tags: list[str]
+    doc: int = 0  # the document's index in its file: -DOCSTART- lines open documents 1, 2, ...
 
     def __len__(self) -> int:
         return len(self.words)
@@ -153,7 +154,7 @@ def read_conll(
     encoding: str = "utf-8",
 ) -> list[Sentence]:
     """The sentences of a CoNLL file with the words and the tags of ``column`` (a name in
-    ``columns``).
+    ``columns``), each with the index of its document (``-DOCSTART-`` lines separate them).
 
     ``scheme`` (IOB1, IOB2, BIOES) converts the ``ner``/``chunk`` tags to that scheme, the file's
     own scheme being detected; None keeps the tags as written. A line with the wrong number of
@@ -174,10 +175,11 @@ def read_conll(
     sentences: list[Sentence] = []
     words: list[str] = []
     tags: list[str] = []
+    doc = 0
 
     def flush():
         if words:
-            sentences.append(Sentence(list(words), list(tags)))
+            sentences.append(Sentence(list(words), list(tags), doc))
             words.clear()
             tags.clear()
 
@@ -191,6 +193,7 @@ def read_conll(
                 fields = raw.split()
                 if fields[0] == "-DOCSTART-":
                     flush()
+                    doc += 1
                     continue
                 where = f"{path}, line {lineno}"
                 if raw[0].isspace():

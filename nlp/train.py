@@ -43,10 +43,16 @@ SCHEMES = {"iob2": "IOB2", "bioes": "BIOES"}
 
 
 class TaggedSentences(Dataset):
-    """Sentences as (tokens, tag ids): batches are encoded by :func:`collate` with the vocabularies."""
+    """Sentences as (tokens, tag ids, sentence lengths); batches are encoded by :class:`Collate`.
 
-    def __init__(self, sentences, tags: Vocab):
-        self.items = [(s.words, tags.encode(s.tags)) for s in sentences]
+    ``context`` > 0 packs consecutive sentences of one document into sequences of at most that many
+    tokens (a longer sentence stays alone): the BiLSTM then reads each sentence with its neighbours,
+    and the CRF runs over the whole sequence. Scores are still counted sentence by sentence.
+    """
+
+    def __init__(self, sentences, tags: Vocab, context: int = 0):
+        self.items = [([w for s in group for w in s.words], tags.encode([t for s in group for t in s.tags]),
+                       [len(s) for s in group]) for group in context_groups(sentences, context)]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -55,16 +61,38 @@ class TaggedSentences(Dataset):
         return self.items[i]
 
 
+def context_groups(sentences, context: int = 0) -> list[list]:
+    """Consecutive sentences of the same document in groups of at most ``context`` tokens
+    (one sentence a group when ``context`` is 0, or when a sentence alone is longer)."""
+    groups: list[list] = []
+    size = 0
+    for s in sentences:
+        if groups and context > 0 and s.doc == groups[-1][-1].doc and size + len(s) <= context:
+            groups[-1].append(s)
+            size += len(s)
+        else:
+            groups.append([s])
+            size = len(s)
+    return groups
+
+
 class Collate:
+    """``(words, chars, mask, tags, starts)``; ``starts`` marks the first token of each sentence."""
+
     def __init__(self, words: Vocab, chars: Vocab):
         self.words, self.chars = words, chars
 
     def __call__(self, items):
-        words, chars, mask = encode_batch([tokens for tokens, _ in items], self.words, self.chars)
+        words, chars, mask = encode_batch([tokens for tokens, *_ in items], self.words, self.chars)
         tags = torch.zeros_like(words)
-        for i, (_, ids) in enumerate(items):
+        starts = torch.zeros_like(mask, dtype=torch.bool)
+        for i, (_, ids, *lengths) in enumerate(items):
             tags[i, : len(ids)] = torch.tensor(ids)
-        return words, chars, mask, tags
+            offsets = [0]
+            for n in (lengths[0] if lengths else [len(ids)])[:-1]:
+                offsets.append(offsets[-1] + n)
+            starts[i, offsets] = True
+        return words, chars, mask, tags, starts
 
 
 class TaggingTask(Task):
@@ -78,28 +106,37 @@ class TaggingTask(Task):
         self.singletons = torch.tensor(sorted(singletons), dtype=torch.long)
         self.unk_replace = unk_replace
 
+    @staticmethod
+    def sentences(batch) -> int:
+        """How many sentences a batch holds (a row may pack several: see ``TaggedSentences``)."""
+        starts = batch[4] if len(batch) > 4 else None
+        return len(batch[0]) if starts is None else int(starts.sum())
+
     def training_step(self, model, batch):
-        words, chars, mask, tags = batch
+        words, chars, mask, tags = batch[:4]
         if self.unk_replace > 0 and len(self.singletons):  # Lample et al.: singletons -> UNK
             single = torch.isin(words, self.singletons.to(words.device))
             drop = single & (torch.rand(words.shape, device=words.device) < self.unk_replace)
             words = words.masked_fill(drop, 1)  # 1: UNK
-        return LossSum(-model(words, chars, mask, tags).sum(), len(words))
+        return LossSum(-model(words, chars, mask, tags).sum(), self.sentences(batch))
 
     def evaluation_step(self, model, batch):
-        words, chars, mask, tags = batch
+        words, chars, mask, tags = batch[:4]
         emissions = model.features(words, chars, mask)
         loss = -model.crf(emissions, tags, mask=mask, reduction="sum")
-        sums = {"loss": loss, "count": len(words)}
+        sums = {"loss": loss, "count": self.sentences(batch)}
         for key in ("gold", "predicted", "correct"):
             sums.update({f"{key}/{t}": 0 for t in self.types})
         lengths = mask.sum(-1).tolist()
-        for path, gold, n in zip(model.crf.decode(emissions, mask=mask), tags.tolist(), lengths):
-            p = set(spans(self.tags.decode(path)))
-            g = set(spans(self.tags.decode(gold[:n])))
-            for key, found in (("gold", g), ("predicted", p), ("correct", g & p)):
-                for type_, _, _ in found:
-                    sums[f"{key}/{type_}"] += 1
+        starts = batch[4].tolist() if len(batch) > 4 and batch[4] is not None else [[True]] * len(words)
+        for path, gold, n, first in zip(model.crf.decode(emissions, mask=mask), tags.tolist(), lengths, starts):
+            cuts = [i for i in range(n) if i < len(first) and first[i]] + [n]
+            for a, b in zip(cuts, cuts[1:]):  # spans sentence by sentence, as the files count them
+                p = {(t, a + i, a + j) for t, i, j in spans(self.tags.decode(path[a:b]))}
+                g = {(t, a + i, a + j) for t, i, j in spans(self.tags.decode(gold[a:b]))}
+                for key, found in (("gold", g), ("predicted", p), ("correct", g & p)):
+                    for type_, _, _ in found:
+                        sums[f"{key}/{type_}"] += 1
         return sums
 
     def scores(self, sums: dict) -> SpanScores:
@@ -164,6 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--clip-grad-norm", type=float, default=5.0, help="0: no clipping")
     p.add_argument("--dropout", type=float, default=None, help="the model's default: 0.5")
+    p.add_argument("--hidden-dim", type=int, default=None, help="BiLSTM size per direction (model default)")
+    p.add_argument("--char-hidden-dim", type=int, default=None, help="character features per direction")
+    p.add_argument("--scheduler", choices=["constant", "cosine"], default="constant",
+                   help="learning rate over the run: constant, or cosine decay to 0")
+    p.add_argument("--context", type=int, default=0,
+                   help="pack consecutive sentences of a document into sequences of up to this many tokens "
+                        "(0: one sentence at a time)")
     p.add_argument("--word-dim", type=int, default=None,
                    help="the model's default: 100 (match --word-vectors)")
     p.add_argument("--unk-replace", type=float, default=0.5, help="training singletons -> UNK with this p")
@@ -186,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
 def train_one(args, data, vocabs, seed: int, output_dir: str | None) -> tuple:
     words, chars, tags = vocabs
     torch.manual_seed(seed)
-    options = {k: getattr(args, k) for k in ("dropout", "word_dim") if getattr(args, k) is not None}
+    options = {k: getattr(args, k) for k in ("dropout", "word_dim", "hidden_dim", "char_hidden_dim") if getattr(args, k) is not None}
     model = create(args.model, num_words=len(words), num_chars=len(chars), num_tags=len(tags),
                    vocab=vocab_config(words, chars, tags), **options)
     if args.word_vectors:
@@ -195,17 +239,18 @@ def train_one(args, data, vocabs, seed: int, output_dir: str | None) -> tuple:
     config = TrainConfig(
         epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, eval_batch_size=64,
         optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-        scheduler="constant", clip_grad_norm=args.clip_grad_norm or None, device=args.device, seed=seed,
+        scheduler=args.scheduler, clip_grad_norm=args.clip_grad_norm or None, device=args.device, seed=seed,
         output_dir=output_dir, resume=True if args.resume else None, progress=not args.no_progress,
         early_stopping_patience=args.patience if args.patience is not None else args.epochs,  # restores best
         tensorboard=False,
     )
     task = TaggingTask(tags, words.singletons(), args.unk_replace)
     collate = Collate(words, chars)
-    trainer = Trainer(model, task, TaggedSentences(data["train"], tags), TaggedSentences(data["val"], tags),
-                      config, collate_fn=collate)
+    trainer = Trainer(model, task, TaggedSentences(data["train"], tags, args.context),
+                      TaggedSentences(data["val"], tags, args.context), config, collate_fn=collate)
     result = trainer.fit()
-    sums = _eval_sums(trainer.eval_model, task, TaggedSentences(data["test"], tags), collate, trainer.device)
+    sums = _eval_sums(trainer.eval_model, task, TaggedSentences(data["test"], tags, args.context), collate,
+                      trainer.device)
     return model, result, task.scores(sums)
 
 

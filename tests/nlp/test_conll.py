@@ -156,6 +156,10 @@ def tiny(tmp_path):
     return path
 
 
+def test_reader_numbers_the_documents(tiny):
+    assert [s.doc for s in read_conll(tiny)] == [1, 1, 2]  # -DOCSTART- opens a document, even mid-sentence
+
+
 def test_reader_on_a_tiny_file(tiny):
     sentences = read_conll(tiny)
     assert [s.words for s in sentences] == [
@@ -235,6 +239,7 @@ def test_real_files(conll2003):
     assert counts["eng.testa"] == 5942
     testb = read_conll(conll2003 / "eng.testb")
     assert len(testb) == 3453 and sum(map(len, testb)) == 46435
+    assert testb[0].doc == 1 and testb[-1].doc == 231  # the test set's 231 documents
     for scheme in SCHEMES:
         converted = read_conll(conll2003 / "eng.testb", scheme=scheme)
         assert detect_scheme(s.tags for s in converted) == scheme

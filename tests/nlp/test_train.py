@@ -188,3 +188,44 @@ def test_training_replaces_singletons_by_unk_and_only_them():
     task.unk_replace = 0.0
     task.training_step(model, (words, None, None, None))
     assert torch.equal(seen[1], words)
+
+
+def test_context_groups_pack_neighbours_of_one_document_up_to_the_limit():
+    from zoo.nlp.conll import Sentence
+
+    doc = lambda d, *lengths: [Sentence(["w"] * n, ["O"] * n, d) for n in lengths]  # noqa: E731
+    sentences = doc(1, 3, 4, 2, 6) + doc(2, 1, 1) + doc(3, 9)
+    groups = train.context_groups(sentences, context=8)
+    assert [[len(s) for s in g] for g in groups] == [[3, 4], [2, 6], [1, 1], [9]]  # 9 > 8 stays alone
+    assert all(len({s.doc for s in g}) == 1 for g in groups)  # never across a document
+    assert [[len(s)] for s in sentences] == [[len(s) for s in g] for g in train.context_groups(sentences)]
+
+
+def test_packed_sentences_are_scored_one_sentence_at_a_time():
+    """The same predictions give the same span counts whether the sentences are packed or not,
+    even when a predicted entity runs across a sentence boundary inside a packed row."""
+    import torch
+
+    from zoo.nlp.bilstm_crf import vocab_config
+    from zoo.nlp.conll import Sentence
+    from zoo.nlp.vocab import build_vocabs
+
+    sentences = [Sentence("EU rejects German call".split(), ["B-ORG", "O", "B-MISC", "O"], 1),
+                 Sentence("Peter Blackburn".split(), ["B-PER", "I-PER"], 1),
+                 Sentence("in BRUSSELS".split(), ["O", "B-LOC"], 1)]
+    words, chars, seen = build_vocabs(sentences)
+    tags = train.scheme_tags(seen, "IOB2")
+    task = train.TaggingTask(tags)
+    model = zoo.create("bilstm_crf", num_words=len(words), num_chars=len(chars), num_tags=len(tags),
+                       vocab=vocab_config(words, chars, tags), hidden_dim=4).eval()
+    predicted = [["B-ORG", "O", "B-MISC", "I-MISC"], ["I-MISC", "I-PER"], ["O", "B-LOC"]]  # MISC runs on
+    collate = train.Collate(words, chars)
+    counts = []
+    for context, paths in ((0, predicted), (100, [sum(predicted, [])])):
+        model.crf.decode = lambda emissions, mask, paths=paths: [tags.encode(p) for p in paths]
+        batch = collate(train.TaggedSentences(sentences, tags, context).items)
+        assert task.sentences(batch) == 3 and len(batch[0]) == (3 if context == 0 else 1)
+        with torch.no_grad():
+            counts.append({k: float(v) for k, v in task.evaluation_step(model, batch).items() if k != "loss"})
+    assert counts[0] == counts[1]
+    assert task.scores(counts[1]).per_type["PER"].recall == 0  # "I-MISC I-PER" is no PER entity
