@@ -39,21 +39,25 @@ def _real_device():
     return torch.device("cpu") if torch.empty(0).is_meta else contextlib.nullcontext()
 
 
-def frame_lengths(lengths: Tensor, hop_length: int) -> Tensor:
-    """Valid frames of a centred STFT (``center=True``) for ``lengths`` samples."""
-    return torch.div(lengths, hop_length, rounding_mode="floor") + 1
+def frame_lengths(lengths: Tensor, hop_length: int, n_fft: int | None = None) -> Tensor:
+    """STFT frames for ``lengths`` samples: centred (``n_fft`` None), or the frames whose whole
+    window lies inside the samples (``center=False``; at least 1)."""
+    if n_fft is None:
+        return torch.div(lengths, hop_length, rounding_mode="floor") + 1
+    return (torch.div(lengths - n_fft, hop_length, rounding_mode="floor") + 1).clamp(min=1)
 
 
 class LogMel(nn.Module):
     """``(batch, time)`` -> ``(batch, n_mels, frames)`` log-mel power in dB (torchaudio transforms)."""
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, win_length: int | None = None,
-                 f_min: float = 0.0, f_max: float | None = None, top_db: float | None = 80.0):
+                 f_min: float = 0.0, f_max: float | None = None, top_db: float | None = 80.0, center: bool = True):
         super().__init__()
-        self.hop_length = hop_length
+        self.hop_length, self.n_fft, self.center = hop_length, n_fft, center
         with _real_device():
             self.mel = T.MelSpectrogram(sample_rate=sample_rate, n_fft=n_fft, win_length=win_length,
-                                        hop_length=hop_length, f_min=f_min, f_max=f_max, n_mels=n_mels, power=2.0)
+                                        hop_length=hop_length, f_min=f_min, f_max=f_max, n_mels=n_mels, power=2.0,
+                                        center=center)
         self.to_db = T.AmplitudeToDB(stype="power", top_db=top_db)
 
     def forward(self, waveform: Tensor) -> Tensor:

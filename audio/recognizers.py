@@ -1,11 +1,13 @@
 """A small CTC speech recogniser: log-mel -> 2-D convolutions -> dilated 1-D convolutions -> characters.
 
-``mel_ctc``: log-mel spectrogram (torchaudio), each utterance standardised over its valid frames,
+``mel_ctc``: log-mel spectrogram (torchaudio; uncentred frames, so a frame never reads padding),
+each utterance standardised over its valid frames,
 SpecAugment in training, two 3x3 conv/BN/ReLU blocks (the first halves frequency and time, the
 second frequency), a linear projection of each frame, residual blocks of dilated 1-D convolution
 over time (dilations 1, 2, 4, 8, ...: a receptive field of a whole word), layer norm and ReLU, and a
 linear layer over the CTC labels (blank + characters, :class:`zoo.audio.ctc.Alphabet`). Padded
-frames are zeroed after every block, as the convolution's own zero padding would be. Trained with
+frames are zeroed after every block, as the convolution's own zero padding would be, so an item of
+a padded batch gets the output it gets alone. Trained with
 ``F.ctc_loss`` and read with greedy decoding: a small, fully convolutional relative of Deep
 Speech 2 (Amodei et al. 2016, arXiv:1512.02595) and Wav2Letter (Collobert et al. 2016,
 arXiv:1609.03193); convolutions instead of a recurrent layer because they train several times
@@ -46,8 +48,9 @@ class MelCTC(nn.Module):
                  dilations: tuple[int, ...] = (1, 2, 4, 8, 1, 2), kernel_size: int = 5, dropout: float = 0.1, freq_masks: int = 2, freq_width: int = 6,
                  time_masks: int = 2, time_width: int = 6):
         super().__init__()
-        self.sample_rate, self.num_classes, self.hop_length = sample_rate, num_classes, hop_length
-        self.frontend = LogMel(sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels)
+        self.sample_rate, self.num_classes = sample_rate, num_classes
+        self.frontend = LogMel(sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length, n_mels=n_mels,
+                               top_db=None, center=False)
         self.specaugment = SpecAugment(freq_masks, freq_width, time_masks, time_width)
         self.conv = nn.Sequential(
             nn.Conv2d(1, channels, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
@@ -61,7 +64,7 @@ class MelCTC(nn.Module):
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """Frames out for ``lengths`` samples in: STFT frames, then the stride-2 convolution."""
-        frames = frame_lengths(lengths, self.hop_length)
+        frames = frame_lengths(lengths, self.frontend.hop_length, self.frontend.n_fft)
         return torch.div(frames - 1, 2, rounding_mode="floor") + 1
 
     def forward(self, waveforms: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -72,17 +75,19 @@ class MelCTC(nn.Module):
             raise InputError(f"mel_ctc: lengths must be a tensor of shape ({waveforms.shape[0]},), "
                              f"got {getattr(lengths, 'shape', type(lengths).__name__)}")
         spec = self.frontend(waveforms)  # (batch, n_mels, frames)
-        valid = lengths_to_mask(frame_lengths(lengths, self.hop_length).clamp(max=spec.shape[-1]),
-                                spec.shape[-1])[:, None, :]
+        frames = frame_lengths(lengths, self.frontend.hop_length, self.frontend.n_fft).clamp(max=spec.shape[-1])
+        valid = lengths_to_mask(frames, spec.shape[-1])[:, None, :].to(spec.dtype)
         count = valid.sum(dim=(1, 2), keepdim=True) * spec.shape[1]
         mean = (spec * valid).sum(dim=(1, 2), keepdim=True) / count
         std = (((spec - mean) * valid).square().sum(dim=(1, 2), keepdim=True) / count).sqrt()
         spec = ((spec - mean) / (std + 1e-5)) * valid  # padded frames: 0
-        spec = self.specaugment(spec)
-        x = self.conv(spec.unsqueeze(1))  # (batch, channels, freq', frames')
+        x = self.specaugment(spec).unsqueeze(1)
+        x = self.conv[:3](x)  # halves time: frame j reads frames 2j-1 .. 2j+1
+        out_lengths = self.output_lengths(lengths).clamp(min=1, max=x.shape[-1])
+        valid = lengths_to_mask(out_lengths, x.shape[-1])[:, None, None, :].to(x.dtype)
+        x = self.conv[3:](x * valid) * valid  # (batch, channels, freq', frames')
         x = self.proj(x.flatten(1, 2).transpose(1, 2))  # (batch, frames', hidden)
-        out_lengths = self.output_lengths(lengths).clamp(min=1, max=x.shape[1])
-        valid = lengths_to_mask(out_lengths, x.shape[1])[:, None, :].to(x.dtype)
+        valid = valid[:, :, 0]
         x = x.transpose(1, 2) * valid  # (batch, hidden, frames)
         for block in self.blocks:
             x = block(x, valid)
@@ -98,9 +103,9 @@ def _ctc_test_spec() -> TestSpec:
     def inputs(cfg: dict, batch: int) -> tuple:
         return (0.1 * torch.randn(batch, 4000),)
 
-    # 4000 samples / hop 80 -> 51 frames -> 26 after the stride-2 convolution
+    # 4000 samples, window 256, hop 80 -> 47 frames -> 24 after the stride-2 convolution
     return TestSpec(config=dict(num_classes=6, n_mels=16, channels=4, hidden_dim=8, dilations=[1, 2]),
-                    inputs=inputs, output_shape=lambda cfg, batch: (batch, 26, cfg["num_classes"]))
+                    inputs=inputs, output_shape=lambda cfg, batch: (batch, 24, cfg["num_classes"]))
 
 
 register_model(
