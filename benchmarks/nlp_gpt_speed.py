@@ -1,0 +1,113 @@
+"""GPT-2 speed against transformers, same weights, same process, interleaved repeats.
+
+    .venv/bin/python benchmarks/nlp_gpt_speed.py                   # one thread: forward 8x128, generate b1/b8
+    .venv/bin/python benchmarks/nlp_gpt_speed.py --threads 2 --new-tokens 64 --profile
+
+Forward: logits of a batch of 8 x 128 tokens (eval, no grad). Generation: greedy, ``--new-tokens``
+new tokens after a 16-token prompt, batch 1 and 8 (the batch left-padded to prompts of 10..16
+tokens), our ``generate`` with its preallocated key/value cache against ``GPT2LMHeadModel.generate``
+(its DynamicCache); both must produce the same tokens, which is checked. Repeats alternate between
+the two so machine load hits both alike; the table gives each median and the ratio of medians
+(transformers / ours: above 1 means ours is faster). ``--profile`` prints where our generation
+spends its time (torch.profiler, top operators).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import transformers
+
+from zoo.nlp.generation import generate
+from zoo.nlp.gpt2 import gpt2, hf_key_map
+
+
+def models(config: str):
+    torch.manual_seed(0)
+    sizes = {"gpt2": dict(n_embd=768, n_layer=12, n_head=12), "gpt2_mini": dict(n_embd=256, n_layer=4, n_head=4)}
+    ref = transformers.GPT2LMHeadModel(transformers.GPT2Config(**sizes[config])).eval()
+    c = ref.config
+    ours = gpt2(embed_dim=c.n_embd, num_layers=c.n_layer, num_heads=c.n_head).eval()
+    ours.load_state_dict(hf_key_map(ref.state_dict()), strict=True)
+    return ref, ours
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def compare(name: str, ours_fn, ref_fn, repeats: int, tokens: int, same=None) -> dict:
+    ours_fn(), ref_fn()  # warm-up
+    t_ours, t_ref = [], []
+    for _ in range(repeats):
+        t, a = timed(ours_fn)
+        t_ours.append(t)
+        t, b = timed(ref_fn)
+        t_ref.append(t)
+    if same is not None:
+        same(a, b)
+    mo, mr = statistics.median(t_ours), statistics.median(t_ref)
+    row = {"case": name, "ours_s": mo, "hf_s": mr, "ratio": mr / mo, "ours_tok_s": tokens / mo,
+           "hf_tok_s": tokens / mr}
+    print(f"{name:<34}{mo * 1000:>10.1f}{mr * 1000:>10.1f}{tokens / mo:>11.1f}{tokens / mr:>11.1f}"
+          f"{mr / mo:>8.2f}x", flush=True)
+    return row
+
+
+def prompts(batch: int, vocab: int):
+    g = torch.Generator().manual_seed(batch)
+    ids = torch.randint(0, vocab, (batch, 16), generator=g)
+    mask = torch.ones_like(ids)
+    if batch > 1:
+        for i in range(batch):
+            mask[i, : i % 7] = 0  # prompts of 10..16 tokens, left-padded
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--model", choices=["gpt2", "gpt2_mini"], default="gpt2")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--new-tokens", type=int, default=128)
+    p.add_argument("--skip-forward", action="store_true")
+    p.add_argument("--profile", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    ref, ours = models(args.model)
+    vocab = ours.config.vocab_size
+    print(f"{args.model}, {args.threads} thread(s), torch {torch.__version__}, transformers {transformers.__version__}")
+    print(f"{'case':<34}{'ours ms':>10}{'HF ms':>10}{'ours tok/s':>11}{'HF tok/s':>11}{'HF/ours':>9}")
+    rows = []
+    with torch.inference_mode():
+        if not args.skip_forward:
+            x = torch.randint(0, vocab, (8, 128), generator=torch.Generator().manual_seed(0))
+            rows.append(compare("forward 8x128", lambda: ours(x), lambda: ref(x).logits, args.repeats, x.numel()))
+        n = args.new_tokens
+        for batch in (1, 8):
+            ids, mask = prompts(batch, vocab)
+
+            def same(a, b):
+                assert torch.equal(a, b), "the two generations differ"
+
+            rows.append(compare(
+                f"generate greedy b{batch}, {n} new", lambda: generate(ours, ids, mask, max_new_tokens=n),
+                lambda: ref.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                     pad_token_id=0, eos_token_id=None),
+                args.repeats, batch * n, same))
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        ids, mask = prompts(1, vocab)
+        with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+            generate(ours, ids, mask, max_new_tokens=args.new_tokens)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+
+
+if __name__ == "__main__":
+    main()
