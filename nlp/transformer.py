@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.shared.errors import InputError
+from zoo.shared.errors import InputError, InvalidConfigError
 from zoo.shared.layers.attention import attention, merge_heads, split_heads
 from zoo.shared.layers.pos_embed import SinusoidalPositionalEncoding
 from zoo.shared.registry import TestSpec, register_model
@@ -238,17 +239,17 @@ class Transformer(nn.Module):
 
     def __init__(self, src_vocab_size: int = 37000, tgt_vocab_size: int = 37000, dim: int = 512,
                  num_heads: int = 8, ffn_dim: int = 2048, num_encoder_layers: int = 6,
-                 num_decoder_layers: int = 6, dropout: float = 0.1, activation: str = "relu",
+                 num_decoder_layers: int = 6, dropout: float = 0.1, activation: Literal["relu", "gelu"] = "relu",
                  norm_first: bool = False, norm_eps: float = 1e-5, max_len: int = 1024,
                  share_embeddings: bool = False, tie_output: bool = True,
                  pad_id: int = 0, bos_id: int = 1, eos_id: int = 2):
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise InputError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+            raise InvalidConfigError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if dim % num_heads:
-            raise InputError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+            raise InvalidConfigError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         if share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise InputError(f"share_embeddings needs one vocabulary: src_vocab_size ({src_vocab_size}) "
+            raise InvalidConfigError(f"share_embeddings needs one vocabulary: src_vocab_size ({src_vocab_size}) "
                              f"!= tgt_vocab_size ({tgt_vocab_size}); pass share_embeddings=False")
         self.src_vocab_size, self.tgt_vocab_size, self.dim = src_vocab_size, tgt_vocab_size, dim
         self.max_len, self.pad_id, self.bos_id, self.eos_id = max_len, pad_id, bos_id, eos_id

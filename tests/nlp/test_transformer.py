@@ -189,8 +189,10 @@ def test_bad_inputs_raise_clear_errors():
         zoo.create("transformer_tiny", share_embeddings=True)
     with pytest.raises(InvalidConfigError, match="divisible by num_heads"):
         zoo.create("transformer_tiny", num_heads=3)
-    with pytest.raises(InvalidConfigError, match="activation"):
-        zoo.create("transformer_tiny", activation=3)
+    with pytest.raises(InvalidConfigError, match="activation must be one of 'relu', 'gelu'"):
+        zoo.create("transformer_tiny", activation="swish")
+    with pytest.raises(InvalidConfigError, match="activation must be one of"):
+        Transformer(activation="swish")
     with pytest.raises(InputError, match="one new token per sequence"):
         memory, mask = model.encode(ok)
         model.decode_step(ok, memory, mask, DecoderCache())
