@@ -49,8 +49,7 @@ class A2C(PPO):
 
     def update(self, data: dict[str, torch.Tensor]) -> dict[str, float]:
         cfg = self.cfg
-        dist, values = self.policy.distribution(data["obs"])
-        logprob, entropy = self.policy.log_prob_entropy(dist, data["actions"])
+        logprob, entropy, values = self.policy.evaluate_actions(data["obs"], data["actions"])
         advantages = data["advantages"]
         if cfg.norm_adv:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

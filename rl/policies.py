@@ -176,6 +176,11 @@ class QNetwork(nn.Module):
 # ------------------------------------------------------------------------------------------------
 
 
+def _tanh_log_det(raw: Tensor) -> Tensor:
+    """sum log(1 - tanh(u)^2), written stably: a = tanh(u) => log pi(a) = log N(u) - this."""
+    return (2 * (math.log(2) - raw - nn.functional.softplus(-2 * raw))).sum(-1)
+
+
 def _orthogonal(module: nn.Module, gain: float) -> None:
     for m in module.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
@@ -269,9 +274,38 @@ class ActorCritic(nn.Module):
         if not self.continuous:
             return dist.log_prob(raw_actions), dist.entropy()
         log_prob = dist.log_prob(raw_actions).sum(-1)
-        if self.squash:  # a = tanh(u): log pi(a) = log N(u) - sum log(1 - tanh(u)^2)
-            log_prob = log_prob - (2 * (math.log(2) - raw_actions - nn.functional.softplus(-2 * raw_actions))).sum(-1)
+        if self.squash:
+            log_prob = log_prob - _tanh_log_det(raw_actions)
         return log_prob, dist.entropy().sum(-1)
+
+    # The training loops' path: the same quantities as distribution() + log_prob_entropy() (a test
+    # holds them equal), written out so that no Distribution object is built per step.
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(raw action, its log-probability, V(s)) for a batch, sampled from pi(. | s)."""
+        pi, vf = self.latents(obs)
+        out, value = self.pi_head(pi), self.vf_head(vf).squeeze(-1)
+        if self.continuous:
+            raw = out + self.log_std.exp() * torch.randn_like(out)
+            return raw, self._gaussian_log_prob(out, raw), value
+        log_p = torch.log_softmax(out, dim=-1)
+        raw = torch.multinomial(log_p.exp(), 1).squeeze(-1)
+        return raw, log_p.gather(-1, raw.unsqueeze(-1)).squeeze(-1), value
+
+    def evaluate_actions(self, obs: Tensor, raw_actions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(log pi(a | s), entropy of pi(. | s), V(s)) for stored raw actions."""
+        pi, vf = self.latents(obs)
+        out, value = self.pi_head(pi), self.vf_head(vf).squeeze(-1)
+        if self.continuous:
+            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(out.shape[0])
+            return self._gaussian_log_prob(out, raw_actions), entropy, value
+        log_p = torch.log_softmax(out, dim=-1)
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        return log_p.gather(-1, raw_actions.unsqueeze(-1)).squeeze(-1), entropy, value
+
+    def _gaussian_log_prob(self, mean: Tensor, raw: Tensor) -> Tensor:
+        log_prob = (-0.5 * ((raw - mean) / self.log_std.exp()) ** 2 - self.log_std
+                    - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return log_prob - _tanh_log_det(raw) if self.squash else log_prob
 
     def to_env(self, raw_actions: Tensor) -> Tensor:
         """The action the environment receives: clipped, or squashed and scaled onto the bounds."""

@@ -125,27 +125,25 @@ class PPO:
         act_shape = (policy.action_dim,) if policy.continuous else ()
         actions = torch.zeros((T, N, *act_shape), device=self.device, dtype=torch.float32 if policy.continuous
                               else torch.long)
-        logprobs, values, rewards, terminated, ended, next_values = (torch.zeros((T, N), device=self.device)
-                                                                     for _ in range(6))
+        logprobs, values, next_values = (torch.zeros((T, N), device=self.device) for _ in range(3))
+        # what the environments return stays in numpy until the rollout ends: one conversion, not T
+        rewards, terminated, ended = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
         for t in range(T):
             obs_buf[t] = self.obs
-            dist, value = policy.distribution(self.obs)
-            raw = dist.sample()
-            logprob, _ = policy.log_prob_entropy(dist, raw)
-            actions[t], logprobs[t], values[t] = raw, logprob, value
-            next_obs, reward, term, trunc, infos = self.envs.step(policy.to_env(raw).cpu().numpy())
+            raw, logprobs[t], values[t] = policy.sample(self.obs)
+            actions[t] = raw
+            next_obs, rewards[t], term, trunc, infos = self.envs.step(policy.to_env(raw).cpu().numpy())
             self.global_step += N
-            done = np.logical_or(term, trunc)
-            rewards[t] = torch.as_tensor(reward, device=self.device)
-            terminated[t] = torch.as_tensor(term, device=self.device)
-            ended[t] = torch.as_tensor(done, device=self.device)
+            terminated[t], ended[t] = term, term | trunc
             cut = trunc & ~term  # time limit: the episode would have gone on, bootstrap from V(final_obs)
             if cut.any():
                 final = final_observations(self.envs, infos, next_obs, cut)[cut]
                 next_values[t, torch.as_tensor(cut, device=self.device)] = policy.value(
                     torch.as_tensor(final, device=self.device).float())
-            self.recent_returns += episode_returns(infos)
+            if "final_info" in infos:
+                self.recent_returns += episode_returns(infos)
             self.obs = torch.as_tensor(next_obs, device=self.device).float()
+        rewards, terminated, ended = (torch.as_tensor(x, device=self.device) for x in (rewards, terminated, ended))
         # inside an episode the next value is the next step's; where an episode ended it was set above
         following = torch.cat([values[1:], policy.value(self.obs)[None]])
         next_values = torch.where(ended.bool(), next_values, following)
@@ -164,8 +162,7 @@ class PPO:
             order = torch.randperm(self.batch, device=self.device)
             for start in range(0, self.batch, cfg.batch_size):
                 idx = order[start:start + cfg.batch_size]
-                dist, new_values = self.policy.distribution(data["obs"][idx])
-                new_logprob, entropy = self.policy.log_prob_entropy(dist, data["actions"][idx])
+                new_logprob, entropy, new_values = self.policy.evaluate_actions(data["obs"][idx], data["actions"][idx])
                 loss, stats = ppo_loss(new_logprob, data["logprobs"][idx], data["advantages"][idx], new_values,
                                        data["values"][idx], data["returns"][idx], entropy, clip_coef=clip_coef,
                                        clip_vloss=cfg.clip_vloss, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
