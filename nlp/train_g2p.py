@@ -78,8 +78,10 @@ class LengthBatches(Dataset):
         window = 100 * batch_size
         self.batches = []
         for start in range(0, len(order), window):
-            chunk = sorted(order[start : start + window], key=lambda i: (len(pairs[i][0]), len(pairs[i][1])))
-            self.batches += [[pairs[i] for i in chunk[j : j + batch_size]] for j in range(0, len(chunk), batch_size)]
+            chunk = sorted(order[start : start + window],
+                           key=lambda i: (len(pairs[i][0]), len(pairs[i][1])))
+            self.batches += [[pairs[i] for i in chunk[j : j + batch_size]]
+                             for j in range(0, len(chunk), batch_size)]
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -138,7 +140,8 @@ class G2PTask(Task):
         return {"loss": sums["loss"] / max(sums["count"], 1), "wer": s.wer, "per": s.per}
 
 
-def test_scores(model, data: Pairs, beam_sizes, alpha: float, max_len: int, batch_size: int, device) -> list[dict]:
+def test_scores(model, data: Pairs, beam_sizes, alpha: float, max_len: int, batch_size: int,
+                device) -> list[dict]:
     """WER / PER of the test words for each beam size (greedy search for beam size 1)."""
     model.eval()
     rows = []
@@ -196,7 +199,8 @@ def _beam_sizes(text: str) -> list[int]:
     except ValueError:
         sizes = []
     if not sizes or min(sizes) < 1:
-        raise InputError(f"--beam-sizes takes positive integers separated by commas, e.g. 1,4,8; got {text!r}")
+        raise InputError("--beam-sizes takes positive integers separated by commas, e.g. 1,4,8; "
+                         f"got {text!r}")
     return sizes
 
 

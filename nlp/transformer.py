@@ -239,7 +239,8 @@ class Transformer(nn.Module):
 
     def __init__(self, src_vocab_size: int = 37000, tgt_vocab_size: int = 37000, dim: int = 512,
                  num_heads: int = 8, ffn_dim: int = 2048, num_encoder_layers: int = 6,
-                 num_decoder_layers: int = 6, dropout: float = 0.1, activation: Literal["relu", "gelu"] = "relu",
+                 num_decoder_layers: int = 6, dropout: float = 0.1,
+                 activation: Literal["relu", "gelu"] = "relu",
                  norm_first: bool = False, norm_eps: float = 1e-5, max_len: int = 1024,
                  share_embeddings: bool = False, tie_output: bool = True,
                  pad_id: int = 0, bos_id: int = 1, eos_id: int = 2):
@@ -249,8 +250,9 @@ class Transformer(nn.Module):
         if dim % num_heads:
             raise InvalidConfigError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         if share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise InvalidConfigError(f"share_embeddings needs one vocabulary: src_vocab_size ({src_vocab_size}) "
-                             f"!= tgt_vocab_size ({tgt_vocab_size}); pass share_embeddings=False")
+            raise InvalidConfigError(
+                f"share_embeddings needs one vocabulary: src_vocab_size ({src_vocab_size}) != "
+                f"tgt_vocab_size ({tgt_vocab_size}); pass share_embeddings=False")
         self.src_vocab_size, self.tgt_vocab_size, self.dim = src_vocab_size, tgt_vocab_size, dim
         self.max_len, self.pad_id, self.bos_id, self.eos_id = max_len, pad_id, bos_id, eos_id
         self.src_embed = nn.Embedding(src_vocab_size, dim)
@@ -271,7 +273,8 @@ class Transformer(nn.Module):
 
     # -- inputs ------------------------------------------------------------------------------------
     def _embed(self, ids: Tensor, embed: nn.Embedding, name: str, positions: Tensor | None = None) -> Tensor:
-        if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
+        if (not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype.is_floating_point
+                or ids.dtype == torch.bool):
             got = f"{tuple(ids.shape)} {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
             raise InputError(f"{name}: expected integer token ids of shape (batch, length), got {got}")
         if torch.compiler.is_compiling():  # the checks below read values: they would break the graph
@@ -317,7 +320,8 @@ class Transformer(nn.Module):
         """Logits (N, tgt_vocab_size) of the next token, given the newest token of each sequence
         ``tokens`` (N, 1); the earlier steps' keys and values come from ``cache``, which grows."""
         if tokens.dim() != 2 or tokens.shape[1] != 1:
-            raise InputError(f"decode_step takes one new token per sequence, shape (N, 1); got {tuple(tokens.shape)}")
+            raise InputError("decode_step takes one new token per sequence, shape (N, 1); "
+                             f"got {tuple(tokens.shape)}")
         positions = torch.full_like(tokens[0], cache.length)
         x = self._embed(tokens, self.tgt_embed, "tokens", positions)
         out = self.decoder(x, memory, None, memory_key_padding_mask, cache)
