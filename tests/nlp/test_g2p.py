@@ -63,7 +63,8 @@ def test_phoneme_errors_count_edits_against_the_closest_pronunciation():
     # insertion and substitution against the second, the closer one
     assert score_word(["T", "AH", "M", "AA", "AA", "T", "UW"], refs) == G2PScore(1, 1, 6, 2)
     # equally close: the shorter reference's length is the denominator
-    assert score_word(["K", "AE"], [("K", "AE", "T"), ("K", "AE", "T", "S")]) == G2PScore(1, 1, 3, 1)
+    assert score_word(["K", "AE", "T", "Z"], [("K", "AE", "T", "S", "Z"), ("K", "AE", "T")]) == \
+        G2PScore(1, 1, 3, 1)
     assert score_word([], [("AH",)]) == G2PScore(1, 1, 1, 1)
 
 
