@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mel_cnn", choices=CLASSIFIERS + RECOGNIZERS)
     p.add_argument("--data", default=None, help="FSDD's recordings folder ({digit}_{speaker}_{index}.wav)")
+    p.add_argument("--model-arg", action="append", default=[], type=_model_arg, metavar="KEY=VALUE",
+                   help="a model option, VALUE in JSON: --model-arg channels=[64,64,128,256] (repeatable)")
     p.add_argument("--split", choices=["official", "speaker"], default="official",
                    help="official: test = recordings 0-4; speaker: each speaker held out in turn")
     p.add_argument("--held-out", default=None, help="with --split speaker: only this speaker")
@@ -112,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-model", default=None, help="save_pretrained directory of the first run's model")
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+def _model_arg(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (VALUE in JSON), got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value  # a bare string
 
 
 def save_confusion_matrix(preds, targets, classes, path, title: str = "") -> Path:
@@ -152,7 +164,7 @@ def train_one(args, splits: dict, clips: dict, seed: int, output_dir: str | None
     epochs, lr = _defaults(args)
     torch.manual_seed(seed)
     alphabet = Alphabet()
-    model = create(args.model, num_classes=alphabet.num_labels if ctc else len(WORDS))
+    model = create(args.model, **{"num_classes": alphabet.num_labels if ctc else len(WORDS), **dict(args.model_arg)})
     augment = None if args.no_augment else Augment(noise_prob=args.noise_prob, noise=noise)
     length = None if ctc else round(args.clip_seconds * SAMPLE_RATE)
     data = {split: DigitClips(splits[split], length, augment if split == "train" else None, clips=clips[split])
