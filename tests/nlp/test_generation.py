@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 def models():
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=61, n_embd=32, n_layer=2, n_head=4, n_positions=48,
-                                     bos_token_id=1, eos_token_id=2, pad_token_id=0)
+                                     bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.3)
     ref = transformers.GPT2LMHeadModel(config).eval()
     ours = gpt2(**gpt2_config_from_hf(config.to_dict())).eval()
     ours.load_state_dict(hf_key_map(ref.state_dict()), strict=True)

@@ -15,6 +15,7 @@ transformers = pytest.importorskip("transformers")
 
 def small_config(**kw):
     base = dict(vocab_size=99, n_embd=32, n_layer=2, n_head=4, n_positions=24, bos_token_id=0, eos_token_id=0,
+                initializer_range=0.2,
                 pad_token_id=0)
     return transformers.GPT2Config(**{**base, **kw})
 
