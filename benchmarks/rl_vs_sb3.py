@@ -70,8 +70,8 @@ class Clock:
         return self.reached is not None
 
 
-def run_ours(algo: str, seed: int, eval_every: int) -> dict:
-    hp = RL_ZOO[algo]
+def run_ours(algo: str, seed: int, eval_every: int, budget: int | None = None) -> dict:
+    hp = {**RL_ZOO[algo], **({"n_timesteps": budget} if budget else {})}
     if algo == "ppo":
         from zoo.rl.ppo import PPO, PPOConfig
 
@@ -97,12 +97,12 @@ def run_ours(algo: str, seed: int, eval_every: int) -> dict:
     return _result(clock, agent.global_step)
 
 
-def run_sb3(algo: str, seed: int, eval_every: int) -> dict:
+def run_sb3(algo: str, seed: int, eval_every: int, budget: int | None = None) -> dict:
     from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    hp = RL_ZOO[algo]
+    hp = {**RL_ZOO[algo], **({"n_timesteps": budget} if budget else {})}
     if algo == "ppo":
         lr, clip = hp["learning_rate"], hp["clip_range"]
         model = PPO("MlpPolicy", make_vec_env(ENV, n_envs=hp["n_envs"], seed=seed), n_steps=hp["n_steps"],
@@ -147,6 +147,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--eval-every", type=int, default=None, help="default: 2048 (PPO), 2500 (DQN)")
+    p.add_argument("--throughput-seeds", type=int, default=2,
+                   help="runs per library of the fixed-budget throughput phase (no evaluation)")
+    p.add_argument("--budget", type=int, nargs=2, default=[16384, 6000], metavar=("PPO", "DQN"),
+                   help="environment steps of the throughput phase (DQN: 1000 warm-up steps included)")
+    p.add_argument("--skip-threshold", action="store_true", help="only the throughput phase")
     p.add_argument("--out", default="/tmp/rl_vs_sb3.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -155,7 +160,7 @@ def main(argv=None) -> int:
     for algo in args.algos:
         every = args.eval_every or (2048 if algo == "ppo" else 2500)
         rows = {"ours": [], "sb3": []}
-        for seed in range(args.seeds):
+        for seed in range(0 if args.skip_threshold else args.seeds):
             for lib, fn in (("ours", run_ours), ("sb3", run_sb3)):
                 r = fn(algo, seed, every)
                 rows[lib].append(r)
@@ -170,9 +175,23 @@ def main(argv=None) -> int:
             print(f"{lib:6s} {hit}/{len(rs):<6d} {_mean_std([r['reached_step'] for r in rs]):>16s} "
                   f"{_mean_std([r['reached_s'] for r in rs]):>16s} {_mean_std([r['final_eval'] for r in rs]):>14s} "
                   f"{_mean_std([r['steps_per_s'] for r in rs]):>14s}")
-        ratio = statistics.mean(r["steps_per_s"] for r in rows["ours"]) / statistics.mean(
-            r["steps_per_s"] for r in rows["sb3"])
-        print(f"steps/s ratio ours / SB3: {ratio:.2f}x\n", flush=True)
+        if rows["ours"]:
+            ratio = statistics.mean(r["steps_per_s"] for r in rows["ours"]) / statistics.mean(
+                r["steps_per_s"] for r in rows["sb3"])
+            print(f"steps/s ratio ours / SB3 over the runs above: {ratio:.2f}x\n", flush=True)
+        # throughput: the same fixed budget for both, no evaluation, interleaved
+        budget = args.budget[0 if algo == "ppo" else 1]
+        speed = {"ours": [], "sb3": []}
+        for seed in range(args.throughput_seeds):
+            for lib, fn in (("ours", run_ours), ("sb3", run_sb3)):
+                r = fn(algo, 100 + seed, 10**9, budget)
+                speed[lib].append(r["steps_per_s"])
+                print(f"{algo} throughput seed {100 + seed} {lib:4s}: {r['steps']} steps in {r['train_s']} s "
+                      f"({r['steps_per_s']} steps/s)", flush=True)
+        results[algo + "_throughput"] = speed
+        ours, theirs = statistics.mean(speed["ours"]), statistics.mean(speed["sb3"])
+        print(f"{algo.upper()} throughput over {budget} steps: ours {ours:.0f}, SB3 {theirs:.0f} steps/s, "
+              f"ratio {ours / theirs:.2f}x\n", flush=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
 

@@ -123,10 +123,12 @@ class DQN:
 
     def step(self) -> None:
         cfg, N = self.cfg, self.cfg.num_envs
-        # act epsilon-greedily
-        greedy = self.q_net.act(torch.as_tensor(self.obs, device=self.device).float()).cpu().numpy()
+        # act epsilon-greedily (the Q-network is not asked when every env explores)
         explore = self.rng.random(N) < self.epsilon(self.global_step)
-        actions = np.where(explore, self.envs.action_space.sample(), greedy)
+        actions = self.envs.action_space.sample()
+        if not explore.all():
+            greedy = self.q_net.act(torch.as_tensor(self.obs, device=self.device).float()).cpu().numpy()
+            actions = np.where(explore, actions, greedy)
         next_obs, rewards, term, trunc, infos = self.envs.step(actions)
         self.global_step += N
         # store: the true next observation (final_obs where an episode ended)
