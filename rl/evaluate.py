@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.episodes < 1:
         raise InvalidConfigError(f"--episodes must be >= 1, got {args.episodes}.")
     policy = from_pretrained(args.pretrained).eval()
-    if args.model and args.model not in (policy.zoo_name, policy.zoo_name.split("_")[0]):
+    kind = policy.zoo_name.split("_")[0]  # ppo_* policies are trained by PPO or A2C, dqn_* by DQN
+    if args.model and args.model != policy.zoo_name and {"a2c": "ppo"}.get(args.model, args.model) != kind:
         raise InvalidConfigError(f"{args.pretrained} holds a {policy.zoo_name} policy, not {args.model}.")
     stats = load_obs_stats(args.pretrained)
     returns = evaluate(policy_actor(policy), args.env, args.episodes, args.seed, stats)

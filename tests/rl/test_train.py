@@ -116,3 +116,15 @@ def test_observation_shape_errors_name_the_expected_shape():
     policy = zoo.create("ppo_mlp", env="CartPole-v1")
     with pytest.raises(InputError, match=r"\(batch, 4\)"):
         policy(torch.zeros(2, 3))
+
+
+def test_evaluate_checks_the_policy_name(tmp_path):
+    policy = zoo.create("dqn_mlp", env="CartPole-v1", net_arch=(8,))
+    zoo.save_pretrained(policy, tmp_path / "p")
+    args = ["--pretrained", str(tmp_path / "p"), "--env", "CartPole-v1", "--episodes", "2"]
+    for name in ("dqn", "dqn_mlp"):
+        assert rl_eval.run(rl_eval.build_parser().parse_args([*args, "--model", name]))["episodes"] == 2
+    with pytest.raises(InvalidConfigError, match="holds a dqn_mlp policy, not ppo"):
+        rl_eval.run(rl_eval.build_parser().parse_args([*args, "--model", "ppo"]))
+    with pytest.raises(InvalidConfigError, match="episodes"):
+        rl_eval.run(rl_eval.build_parser().parse_args([*args[:-1], "0"]))
