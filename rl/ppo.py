@@ -55,6 +55,7 @@ class PPOConfig:
     shared_trunk: bool = False
     log_std_init: float = 0.0
     squash: bool = False  # continuous actions: tanh-squash onto the bounds instead of clipping
+    encoder: str = "mlp"  # "nature_cnn" for stacked 84x84 frames
     device: str = "cpu"
 
 
@@ -100,7 +101,8 @@ class PPO:
                                  normalize_reward=cfg.normalize_reward, gamma=cfg.gamma)
         self.policy_config = {**spaces_config(self.envs.single_observation_space, self.envs.single_action_space, "ppo"),
                               "net_arch": tuple(cfg.net_arch), "activation": cfg.activation,
-                              "shared_trunk": cfg.shared_trunk, "log_std_init": cfg.log_std_init, "squash": cfg.squash}
+                              "shared_trunk": cfg.shared_trunk, "log_std_init": cfg.log_std_init, "squash": cfg.squash,
+                              "encoder": cfg.encoder}
         self.policy = (policy or ActorCritic(**self.policy_config)).to(self.device)
         self.optimizer = self.make_optimizer()
         self.batch = cfg.num_envs * cfg.num_steps

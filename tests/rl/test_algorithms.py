@@ -177,3 +177,34 @@ def test_td_targets_double_dqn_uses_the_online_argmax():
 def test_configs_are_plain_dataclasses():
     for cfg in (PPOConfig(), DQNConfig(), A2CConfig()):
         assert all(isinstance(f.name, str) for f in dataclasses.fields(cfg))
+
+
+class Frames(gym.Env):
+    """Stacked 84x84 byte frames, channels first (what AtariPreprocessing + FrameStackObservation give)."""
+
+    observation_space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        return self.observation_space.sample(), float(action == 1), bool(self.np_random.random() < 0.05), False, {}
+
+
+gym.register("ZooTest/Frames-v0", entry_point=Frames, max_episode_steps=20)
+
+
+def test_nature_cnn_dqn_and_ppo_smoke_on_frames():
+    """No Atari here (ale-py is not installed): frames of Atari's shape check the CNN loops."""
+    dqn = DQN(DQNConfig(env_id="ZooTest/Frames-v0", encoder="nature_cnn", net_arch=(), learning_starts=16,
+                        train_freq=4, gradient_steps=1, batch_size=4, buffer_size=32, total_timesteps=40))
+    dqn.learn()
+    assert dqn.buffer.obs.dtype == np.uint8 and dqn.buffer.obs.shape == (32, 4, 84, 84)  # bytes, 1/4 of float32
+    assert dqn.updates == 6 and np.isfinite(dqn.last_loss)
+    ppo = PPO(PPOConfig(env_id="ZooTest/Frames-v0", encoder="nature_cnn", net_arch=(), activation="relu",
+                        num_envs=2, num_steps=8, batch_size=8, update_epochs=1, total_timesteps=16))
+    stats = []
+    ppo.learn(callback=lambda a, s: stats.append(s))
+    assert len(stats) == 1 and all(np.isfinite(v) for v in stats[0].values())
