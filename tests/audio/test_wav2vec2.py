@@ -239,3 +239,15 @@ def test_zoo_create_loads_torchaudio_weights_from_a_file(tmp_path):
         torch.testing.assert_close(old(x)[0], reference(x)[0], atol=1e-5, rtol=1e-5)
     with pytest.raises(CheckpointMismatchError, match="aux"):
         zoo.create("wav2vec2_base", pretrained=tmp_path, **TINY)  # the _asr head in the file, none asked for
+
+
+@pytest.mark.parametrize("ctc", [False, True], ids=["Wav2Vec2Model", "Wav2Vec2ForCTC"])
+def test_zoo_create_reads_a_hf_folder_through_the_key_map(ctc, tmp_path):
+    reference = hf_model("group", ctc).eval()
+    reference.save_pretrained(tmp_path / "hf")
+    config = config_from_hf(reference.config.to_dict())
+    model = zoo.create("wav2vec2_base", pretrained=tmp_path / "hf", **config).eval()
+    assert model.load_report.layout == "huggingface" and not model.load_report.unwrapped
+    x = 0.1 * torch.randn(1, 1600)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], hf_output(reference, x), atol=1e-5, rtol=1e-5)
