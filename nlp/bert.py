@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from zoo.shared.errors import InputError
 from zoo.shared.layers.attention import attention, merge_heads, split_heads
-from zoo.shared.registry import AT_LEAST_ONE, POSITIVE, TestSpec, Variant, register_model
+from zoo.shared.registry import AT_LEAST_ONE, POSITIVE, TestSpec, Variant, WeightSource, register_model
 
 from .hf import ACTIVATIONS, activation, registry_hook
 
@@ -327,13 +327,16 @@ def hf_key_map(state: dict) -> dict:
     """A Hugging Face BERT state dict as ours: the ``bert.`` prefix added when the encoder keys come
     without it beside a task head; the tied entries ``save_pretrained`` leaves out
     (``cls.predictions.decoder.weight`` / ``.bias``) restored from the ones they are tied to; the
-    non-persistent buffers older files carry (``embeddings.position_ids``) dropped."""
+    non-persistent buffers older files carry (``embeddings.position_ids``) dropped. A pretraining
+    file (``BertForPreTraining``) loads into the bare encoder (its ``bert.`` part) or the masked LM."""
     state = {k: v for k, v in state.items() if not k.endswith(("position_ids", "token_type_ids"))}
     has_head = any(k.startswith(("cls.", "classifier.")) for k in state)
     if has_head and any(k.startswith("embeddings.") for k in state):
         state = {(k if k.startswith(("cls.", "classifier.")) else "bert." + k): v for k, v in state.items()}
     if any(k.startswith("cls.predictions.") for k in state):
-        state = {k: v for k, v in state.items() if not k.startswith("cls.seq_relationship.")}
+        # a BertForPreTraining file (the hub's bert-base-uncased) as a masked LM: without the
+        # next-sentence head and the pooler that only feeds it
+        state = {k: v for k, v in state.items() if not k.startswith(("cls.seq_relationship.", "bert.pooler."))}
         state.setdefault(_MLM_TIED[0], state.get("bert.embeddings.word_embeddings.weight"))
         state.setdefault(_MLM_TIED[1], state.get("cls.predictions.bias"))
         state = {k: v for k, v in state.items() if v is not None}
@@ -357,11 +360,19 @@ DEVLIN = ("Devlin et al. 2019, BERT: Pre-training of Deep Bidirectional Transfor
 TURC = ("Turc et al. 2019, Well-Read Students Learn Better: On the Importance of Pre-training Compact Models "
         "(arXiv:1908.08962)")
 
+
+
+def _google(repo: str, size: str) -> WeightSource:
+    return WeightSource(tag="hf", hf_hub_id=f"google-bert/{repo}", layout="hf", license="apache-2.0",
+                        description=f"Google's BERT-{size} uncased (English Wikipedia + BooksCorpus), the "
+                                    "BertForPreTraining file: loads into the encoder or the masked LM")
+
+
 VARIANTS = {
     "bert": BertVariant(paper=DEVLIN),
-    "bert_base_uncased": BertVariant(paper=DEVLIN),
+    "bert_base_uncased": BertVariant(paper=DEVLIN, weights=[_google("bert-base-uncased", "base")]),
     "bert_large_uncased": BertVariant(hidden_dim=1024, num_layers=24, num_heads=16, intermediate_dim=4096,
-                                      paper=DEVLIN),
+                                      paper=DEVLIN, weights=[_google("bert-large-uncased", "large")]),
     "bert_tiny": BertVariant(hidden_dim=128, num_layers=2, num_heads=2, intermediate_dim=512, paper=TURC),
     "bert_mini": BertVariant(hidden_dim=256, num_layers=4, num_heads=4, intermediate_dim=1024, paper=TURC),
     "bert_small": BertVariant(hidden_dim=512, num_layers=4, num_heads=8, intermediate_dim=2048, paper=TURC),

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from zoo.shared.errors import InputError
 from zoo.shared.layers.attention import attention, merge_heads, split_heads
-from zoo.shared.registry import AT_LEAST_ONE, POSITIVE, TestSpec, Variant, register_model
+from zoo.shared.registry import AT_LEAST_ONE, POSITIVE, TestSpec, Variant, WeightSource, register_model
 
 from .bert import check_ids
 from .generation import KVCache, generate
@@ -227,11 +227,20 @@ class GPT2Variant(Variant):
 
 RADFORD = "Radford et al. 2019, Language Models are Unsupervised Multitask Learners (OpenAI report)"
 
+
+
+def _openai(repo: str) -> list[WeightSource]:
+    return [WeightSource(tag="openai", hf_hub_id=f"openai-community/{repo}", layout="hf", license="mit",
+                         description=f"OpenAI's {repo} (WebText), as published on the Hugging Face hub")]
+
+
 VARIANTS = {
-    "gpt2": GPT2Variant(paper=RADFORD),
-    "gpt2_medium": GPT2Variant(embed_dim=1024, num_layers=24, num_heads=16, paper=RADFORD),
-    "gpt2_large": GPT2Variant(embed_dim=1280, num_layers=36, num_heads=20, paper=RADFORD),
-    "gpt2_xl": GPT2Variant(embed_dim=1600, num_layers=48, num_heads=25, paper=RADFORD),
+    "gpt2": GPT2Variant(paper=RADFORD, weights=_openai("gpt2")),
+    "gpt2_medium": GPT2Variant(embed_dim=1024, num_layers=24, num_heads=16, paper=RADFORD,
+                               weights=_openai("gpt2-medium")),
+    "gpt2_large": GPT2Variant(embed_dim=1280, num_layers=36, num_heads=20, paper=RADFORD,
+                              weights=_openai("gpt2-large")),
+    "gpt2_xl": GPT2Variant(embed_dim=1600, num_layers=48, num_heads=25, paper=RADFORD, weights=_openai("gpt2-xl")),
     "gpt2_mini": GPT2Variant(embed_dim=256, num_layers=4, num_heads=4, paper=RADFORD),
     # nanoGPT's Shakespeare-on-a-CPU model: characters (65 in Tiny Shakespeare), context 64
     "gpt_char": GPT2Variant(vocab_size=65, max_positions=64, embed_dim=128, num_layers=4, num_heads=4,

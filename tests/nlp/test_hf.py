@@ -236,3 +236,45 @@ def test_unknown_tokenizer_files_are_a_clear_error(tmp_path):
         load_tokenizer(tmp_path)
     with pytest.raises(PretrainedNotFoundError):
         load_tokenizer(tmp_path / "absent")
+
+
+def test_registered_hub_sources_load_through_the_offline_cache(tmp_path, monkeypatch):
+    """bert_base_uncased.hf and gpt2.openai in the hub's own layouts: google-bert/bert-base-uncased is a
+    BertForPreTraining file (into the encoder or the masked LM), openai-community/gpt2 a GPT2Model file
+    with the old attn.bias buffers and no lm_head. Small configs stand in for the published sizes."""
+    from huggingface_hub import constants
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "zoo"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    torch.manual_seed(0)
+    bert_cfg = transformers.BertConfig(vocab_size=77, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
+                                       intermediate_size=40, max_position_embeddings=30)
+    pretraining = transformers.BertForPreTraining(bert_cfg).eval()
+    state = {k: v.contiguous() for k, v in pretraining.state_dict().items() if not k.startswith("cls.predictions.decoder")}
+    files = tmp_path / "bert_files"
+    files.mkdir()
+    save_file(state, files / "model.safetensors")
+    _fake_hub_cache(tmp_path / "hub", "google-bert/bert-base-uncased", files)
+    small = {k: v for k, v in bert_config_from_hf({**bert_cfg.to_dict(), "architectures": ["BertModel"]}).items()
+             if k != "head"}
+    x = ids(77)
+    encoder = zoo.create("bert_base_uncased.hf", pretrained=True, **small).eval()
+    mlm = zoo.create("bert_base_uncased", pretrained="hf", head="mlm", **small).eval()
+    with torch.no_grad():
+        expected = pretraining(x)
+        torch.testing.assert_close(encoder(x)[0], pretraining.bert(x).last_hidden_state, atol=1e-5, rtol=0)
+        torch.testing.assert_close(mlm(x), expected.prediction_logits, atol=1e-5, rtol=0)
+
+    ref, _ = gpt2_folder(tmp_path)
+    state = {k[len("transformer."):]: v.contiguous() for k, v in ref.state_dict().items() if k != "lm_head.weight"}
+    for i in range(2):
+        state[f"h.{i}.attn.bias"] = torch.ones(1, 1, 40, 40).tril()
+    files = tmp_path / "gpt2_files"
+    files.mkdir()
+    save_file(state, files / "model.safetensors")
+    _fake_hub_cache(tmp_path / "hub", "openai-community/gpt2", files)
+    model = zoo.create("gpt2.openai", pretrained=True, **gpt2_config_from_hf(ref.config.to_dict())).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids(70)), ref(ids(70)).logits, atol=1e-5, rtol=0)
