@@ -153,7 +153,7 @@ def train_one(args, algo_name: str, model_name: str | None, seed: int, out_dir: 
     """One seed: build, (resume,) learn with periodic evaluation and checkpoints, save, record."""
     from zoo.shared.errors import InvalidConfigError
     from zoo.shared.factory import create
-    from zoo.shared.training import RunLogger, load_checkpoint, save_checkpoint, seed_everything
+    from zoo.shared.training import RunLogger, load_checkpoint, plot_curves, save_checkpoint, seed_everything
     from zoo.shared.weights import save_pretrained
 
     from .common import make_env, merged_obs_stats
@@ -185,7 +185,7 @@ def train_one(args, algo_name: str, model_name: str | None, seed: int, out_dir: 
     algo = Algo(cfg, policy)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    logger = RunLogger(out_dir, tensorboard=False)
+    logger = RunLogger(out_dir, tensorboard=False, plot=False)  # curves.png once at the end: a plot costs seconds
     ckpt = out_dir / "last.pt"
     history, reached, wall_before = [], None, 0.0
     if args.resume and ckpt.is_file():
@@ -237,6 +237,8 @@ def train_one(args, algo_name: str, model_name: str | None, seed: int, out_dir: 
     finally:
         bar.close()
         logger.close()
+        if logger.history:
+            plot_curves(logger.history, out_dir / "curves.png", x="step")
     wall = wall_before + time.perf_counter() - start
     policy_dir = out_dir / "policy"
     save_pretrained(algo.policy, policy_dir)
