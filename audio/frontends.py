@@ -1,7 +1,8 @@
 """Front ends: waveform -> features, as modules inside the models (torchaudio's transforms).
 
 A model takes waveforms at its declared sample rate, so a saved or exported model needs no
-separate feature script. The front ends hold torchaudio's transforms and add nothing to their
+separate feature script (torchaudio is imported when a front end is built, so ``zoo list`` stays
+light). The front ends hold torchaudio's transforms and add nothing to their
 maths: :class:`LogMel` is ``MelSpectrogram`` then ``AmplitudeToDB``, :class:`MFCCFrontEnd` is
 ``MFCC``. :class:`SpecAugment` is torchaudio's ``FrequencyMasking`` / ``TimeMasking`` with a mask
 drawn per example, applied in training only.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 
 import torch
-import torchaudio.transforms as T
 from torch import Tensor, nn
 
 from zoo.shared.errors import InputError
@@ -52,6 +52,8 @@ class LogMel(nn.Module):
 
     def __init__(self, sample_rate: int, n_fft: int, hop_length: int, n_mels: int, win_length: int | None = None,
                  f_min: float = 0.0, f_max: float | None = None, top_db: float | None = 80.0, center: bool = True):
+        import torchaudio.transforms as T
+
         super().__init__()
         self.hop_length, self.n_fft, self.center = hop_length, n_fft, center
         with _real_device():
@@ -68,6 +70,8 @@ class MFCCFrontEnd(nn.Module):
     """``(batch, time)`` -> ``(batch, n_mfcc, frames)`` with torchaudio's ``MFCC``."""
 
     def __init__(self, sample_rate: int, n_mfcc: int, n_fft: int, hop_length: int, n_mels: int):
+        import torchaudio.transforms as T
+
         super().__init__()
         self.hop_length = hop_length
         with _real_device():
@@ -86,6 +90,8 @@ class SpecAugment(nn.Module):
     ``mask_value`` (the features' floor for dB features is a sensible choice; default 0)."""
 
     def __init__(self, freq_masks: int = 2, freq_width: int = 8, time_masks: int = 2, time_width: int = 10):
+        import torchaudio.transforms as T
+
         super().__init__()
         self.freq = nn.ModuleList(T.FrequencyMasking(freq_width, iid_masks=True) for _ in range(freq_masks))
         self.time = nn.ModuleList(T.TimeMasking(time_width, iid_masks=True) for _ in range(time_masks))
