@@ -128,6 +128,16 @@ def _from_env(env: str | None, observation_space, action_space, algo: str) -> di
     return spaces_config(observation_space, action_space, algo)
 
 
+def plain_config(config: dict[str, Any], algo: str) -> dict[str, Any]:
+    """``config`` with ``env`` / ``observation_space`` / ``action_space`` replaced by the sizes they
+    stand for: what a saved policy's config.json should record (a gymnasium Space is not JSON, and
+    the saved policy should not need the environment to be rebuilt). For the registry to record
+    (requested as a ``register_model`` hook); the recipe builds its policies from this form."""
+    derived = _from_env(config.get("env"), config.get("observation_space"), config.get("action_space"), algo)
+    kept = {k: v for k, v in config.items() if k not in ("env", "observation_space", "action_space")}
+    return {**kept, **derived}
+
+
 # ------------------------------------------------------------------------------------------------
 # DQN
 # ------------------------------------------------------------------------------------------------

@@ -104,3 +104,19 @@ def test_gaussian_sampling_has_the_policy_mean_and_std():
     raw, _, _ = policy.sample(torch.zeros(20_000, 1))
     torch.testing.assert_close(raw.mean(0), torch.tensor([1.0, -3.0]), atol=0.02, rtol=0)
     torch.testing.assert_close(raw.std(0), torch.tensor([0.5, 0.5]), atol=0.02, rtol=0)
+
+
+def test_plain_config_replaces_spaces_by_the_sizes_and_rebuilds_the_same_policy():
+    from zoo.rl.policies import plain_config
+
+    cfg = {"net_arch": (8,), "observation_space": gym.spaces.Box(-1, 1, (3,)),
+           "action_space": gym.spaces.Box(-2, 2, (2,))}
+    plain = plain_config(cfg, "ppo")
+    assert plain == {"net_arch": (8,), "obs_shape": (3,), "action_dim": 2, "continuous": True,
+                     "action_low": (-2.0, -2.0), "action_high": (2.0, 2.0)}
+    torch.manual_seed(0)
+    a = ActorCritic(**cfg)
+    torch.manual_seed(0)
+    b = ActorCritic(**plain)
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert plain_config({"env": "CartPole-v1"}, "dqn") == {"obs_shape": (4,), "action_dim": 2}
