@@ -153,3 +153,27 @@ def test_the_zoo_cli_name_reaches_the_recipe(tmp_path):
     assert train.recipe_of("vae_mlp")[2] == ("vae_mlp",)
     assert train.recipe_of("unet2d_ddpm_cifar10")[2] == ("unet2d_ddpm_cifar10",)
     assert train.main(["--model", "dcgan_generator", "--output-dir", str(tmp_path / "cli"), *TINY, "--epochs", "1"]) == 0
+
+
+def test_a_hugging_face_dataset_directory_trains(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    images = [Image.fromarray((np.random.default_rng(i).random((16, 16)) * 255).astype(np.uint8), "L")
+              for i in range(20)]
+    ds = datasets.Dataset.from_dict({"img": images, "label": [i % 2 for i in range(20)]},
+                                    features=datasets.Features({"img": datasets.Image(),
+                                                                "label": datasets.ClassLabel(names=["a", "b"])}))
+    datasets.DatasetDict({"train": ds.select(range(16)), "test": ds.select(range(16, 20))}).save_to_disk(tmp_path / "hf")
+    from zoo.generative.data import load_images
+
+    data = load_images(str(tmp_path / "hf"), 16)
+    assert data.train.shape == (16, 1, 16, 16) and data.test.shape == (4, 1, 16, 16)
+    torch.testing.assert_close(data.train[3, 0], torch.from_numpy(np.asarray(images[3])).float() / 255)
+    summary = _run(tmp_path, "vae", "--data", str(tmp_path / "hf"), "--img-size", "16", "--epochs", "1")
+    assert summary["epochs"] == 1 and summary["test_nll_iwae"] > 0
+    mixed = datasets.Dataset.from_dict({"img": images[:2] + [images[2].convert("RGB")]},
+                                       features=datasets.Features({"img": datasets.Image()}))
+    mixed.save_to_disk(tmp_path / "mixed")
+    with pytest.raises(DatasetError, match="mixes image sizes or channel counts"):
+        load_images(str(tmp_path / "mixed"), 16)
