@@ -138,7 +138,9 @@ def _mean_std(values) -> str:
     values = [v for v in values if v is not None]
     if not values:
         return "never"
-    return f"{statistics.mean(values):.0f} +- {statistics.pstdev(values):.0f}" if len(values) > 1 else f"{values[0]:.0f}"
+    if len(values) == 1:
+        return f"{values[0]:.0f}"
+    return f"{statistics.mean(values):.0f} +- {statistics.pstdev(values):.0f}"
 
 
 def main(argv=None) -> int:
@@ -165,11 +167,13 @@ def main(argv=None) -> int:
                 r = fn(algo, seed, every)
                 rows[lib].append(r)
                 print(f"{algo} seed {seed} {lib:4s}: reached {r['reached_step']} steps / {r['reached_s']} s, final "
-                      f"eval {r['final_eval']:.1f}, {r['steps']} steps in {r['train_s']} s ({r['steps_per_s']} steps/s)",
+                      f"eval {r['final_eval']:.1f}, {r['steps']} steps in {r['train_s']} s "
+                      f"({r['steps_per_s']} steps/s)",
                       flush=True)
         results[algo] = rows
         print(f"\n{algo.upper()} on {ENV}, {args.seeds} seeds, eval every {every} steps (20 episodes, deterministic)")
-        print(f"{'':6s} {'reached':>8s} {'steps to 475':>16s} {'train s to 475':>16s} {'final eval':>14s} {'steps/s':>14s}")
+        print(f"{'':6s} {'reached':>8s} {'steps to 475':>16s} {'train s to 475':>16s} {'final eval':>14s} "
+              f"{'steps/s':>14s}")
         for lib, rs in rows.items():
             hit = sum(r["reached_step"] is not None for r in rs)
             print(f"{lib:6s} {hit}/{len(rs):<6d} {_mean_std([r['reached_step'] for r in rs]):>16s} "

@@ -61,4 +61,5 @@ class A2C(PPO):
                        where=f"at A2C iteration {self.iteration}")
         self.scheduler.step()
         self.iteration += 1
-        return {"pg_loss": float(pg_loss.detach()), "v_loss": float(v_loss.detach()), "entropy": float(entropy.detach().mean())}
+        return {"pg_loss": float(pg_loss.detach()), "v_loss": float(v_loss.detach()),
+                "entropy": float(entropy.detach().mean())}

@@ -133,7 +133,8 @@ class ReplayBuffer:
     def state_dict(self) -> dict:
         n = self.size
         return {"obs": torch.from_numpy(self.obs[:n].copy()), "next_obs": torch.from_numpy(self.next_obs[:n].copy()),
-                "actions": torch.from_numpy(self.actions[:n].copy()), "returns": torch.from_numpy(self.returns[:n].copy()),
+                "actions": torch.from_numpy(self.actions[:n].copy()),
+                "returns": torch.from_numpy(self.returns[:n].copy()),
                 "discounts": torch.from_numpy(self.discounts[:n].copy()), "pos": self.pos, "size": n,
                 "rng": _bitgen_state(self.rng)}
 

@@ -179,7 +179,8 @@ class PPO:
         return {k: float(v) for k, v in stats.items()}
 
     # -------------------------------------------------------------------------------- loop
-    def learn(self, until_step: int | None = None, callback: Callable[["PPO", dict], bool | None] | None = None) -> None:
+    def learn(self, until_step: int | None = None,
+              callback: Callable[["PPO", dict], bool | None] | None = None) -> None:
         """Iterate until ``until_step`` env steps (default: the config's total); ``callback(self,
         stats)`` after each iteration may return True to stop."""
         until = self.cfg.total_timesteps if until_step is None else until_step

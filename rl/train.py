@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=float, default=None,
                    help="report the steps and time to the first evaluation >= this (e.g. 475 on CartPole-v1)")
     p.add_argument("--stop-at-target", action="store_true", help="stop a run when --target is reached")
-    p.add_argument("--output-dir", default="runs/rl", help="one folder per seed: metrics.csv, curves.png, last.pt, policy/")
+    p.add_argument("--output-dir", default="runs/rl",
+                   help="one folder per seed: metrics.csv, curves.png, last.pt, policy/")
     p.add_argument("--resume", action="store_true", help="continue each seed's run from its last.pt")
     p.add_argument("--record", nargs="?", const="eval.gif", default=None,
                    help="write a GIF of one evaluation episode of the trained policy (file name in the seed folder)")
@@ -289,7 +290,8 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv=None) -> int:
     s = run(build_parser().parse_args(argv))
     for r in s["runs"]:
-        hit = f", reached target at {r['reached']['step']} steps / {r['reached']['wall_s']:.1f} s" if r["reached"] else ""
+        hit = (f", reached target at {r['reached']['step']} steps / {r['reached']['wall_s']:.1f} s"
+               if r["reached"] else "")
         print(f"seed {r['seed']}: eval return {r['eval_mean']:.2f} +- {r['eval_std']:.2f} after {r['steps']} steps, "
               f"{r['wall_s']:.1f} s ({r['steps_per_s']:.0f} steps/s){hit}; policy in {r['policy_dir']}")
     print(f"{s['algo']} on {s['env']}: final eval return {s['eval_mean']:.2f} +- {s['eval_std']:.2f} over "

@@ -137,7 +137,8 @@ def test_dqn_resumes_exactly_with_its_replay_buffer(tmp_path):
     resumed.learn()
     _assert_same(_params(straight.q_net), _params(resumed.q_net))
     _assert_same(_params(straight.target_net), _params(resumed.target_net))
-    assert (straight.buffer.pos, straight.buffer.size) == (resumed.buffer.pos, resumed.buffer.size) == (98, 300)  # 400 - 2 in 3-step windows
+    # 400 steps, 2 transitions still in the 3-step window: the ring of 300 wrapped to position 98
+    assert (straight.buffer.pos, straight.buffer.size) == (resumed.buffer.pos, resumed.buffer.size) == (98, 300)
     assert np.array_equal(straight.buffer.obs, resumed.buffer.obs)
     assert straight.recent_returns == resumed.recent_returns
 
