@@ -431,6 +431,8 @@ class Wav2Vec2Variant(Variant):
     num_heads: int = 12
     ff_dim: int = 3072
     layer_norm_first: bool = False
+    attention_dropout: float = 0.1
+    dropout: float = 0.1
     num_classes: int = 0
 
 
@@ -438,7 +440,8 @@ VARIANTS = {
     "wav2vec2_base": Wav2Vec2Variant(),
     "wav2vec2_large": Wav2Vec2Variant(embed_dim=1024, num_layers=24, num_heads=16, ff_dim=4096),
     "wav2vec2_large_lv60k": Wav2Vec2Variant(extractor_mode="layer_norm", conv_bias=True, embed_dim=1024,
-                                            num_layers=24, num_heads=16, ff_dim=4096, layer_norm_first=True),
+                                            num_layers=24, num_heads=16, ff_dim=4096, layer_norm_first=True,
+                                            attention_dropout=0.0, dropout=0.0),  # torchaudio's defaults
 }
 _PAPER = "Baevski et al. 2020, wav2vec 2.0 (arXiv:2006.11477)"
 
