@@ -9,7 +9,7 @@ and reported as medians and the ratio theirs / ours (above 1: ours is faster):
 
 - U-Net forward (eval, no grad), batch 4 and 16, 32x32;
 - a training step (forward, MSE to the noise, backward, Adam step), batch 4 and 16;
-- DDIM, 50 steps, 16 images: ``zoo.generative.diffusion.generate`` against diffusers' ``DDIMPipeline``
+- DDIM, 50 steps, 16 images (starting noise in the default memory format): ``zoo.generative.diffusion.generate`` against diffusers' ``DDIMPipeline``
   with the same weights, schedule and starting noise (the images are compared too).
 """
 
@@ -52,8 +52,11 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+MEMORY_FORMAT = torch.contiguous_format
+
+
 def forward_fns(ours, theirs, batch: int):
-    x, t = torch.randn(batch, 3, 32, 32), torch.randint(0, 1000, (batch,))
+    x, t = torch.randn(batch, 3, 32, 32).contiguous(memory_format=MEMORY_FORMAT), torch.randint(0, 1000, (batch,))
     ours.eval(), theirs.eval()
 
     def run_ours():
@@ -69,6 +72,7 @@ def forward_fns(ours, theirs, batch: int):
 
 def train_fns(ours, theirs, batch: int):
     x, t, noise = torch.randn(batch, 3, 32, 32), torch.randint(0, 1000, (batch,)), torch.randn(batch, 3, 32, 32)
+    x = x.contiguous(memory_format=MEMORY_FORMAT)
     ours.train(), theirs.train()
     opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-9)
     opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-9)
@@ -115,12 +119,19 @@ def main(argv=None) -> dict:
     p.add_argument("--ddim-repeats", type=int, default=1, help="timed rounds of the 50-step sampling")
     p.add_argument("--batches", type=int, nargs="+", default=[4, 16])
     p.add_argument("--skip-ddim", action="store_true")
+    p.add_argument("--channels-last", action="store_true", help="both models and inputs in channels-last memory "
+                   "format (mkldnn convolutions on CPU)")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     ours, theirs, err = build_pair()
-    report = {"threads": args.threads, "torch": torch.__version__, "max_abs_output_difference": err, "rows": []}
-    print(f"# U-Net ddpm-cifar10-32, {args.threads} thread(s); outputs differ by at most {err:.2e}")
+    if args.channels_last:
+        global MEMORY_FORMAT
+        MEMORY_FORMAT = torch.channels_last
+        ours.to(memory_format=MEMORY_FORMAT), theirs.to(memory_format=MEMORY_FORMAT)
+    report = {"threads": args.threads, "channels_last": args.channels_last, "torch": torch.__version__, "max_abs_output_difference": err, "rows": []}
+    print(f"# U-Net ddpm-cifar10-32, {args.threads} thread(s){', channels-last' if args.channels_last else ''}; "
+          f"outputs differ by at most {err:.2e}")
     print("| what | ours (s) | diffusers (s) | diffusers / ours |\n|---|---|---|---|")
 
     def row(what, medians):
