@@ -252,7 +252,8 @@ def test_registered_hub_sources_load_through_the_offline_cache(tmp_path, monkeyp
     bert_cfg = transformers.BertConfig(vocab_size=77, hidden_size=24, num_hidden_layers=2, num_attention_heads=3,
                                        intermediate_size=40, max_position_embeddings=30)
     pretraining = transformers.BertForPreTraining(bert_cfg).eval()
-    state = {k: v.contiguous() for k, v in pretraining.state_dict().items() if not k.startswith("cls.predictions.decoder")}
+    state = {k: v.contiguous() for k, v in pretraining.state_dict().items()
+             if not k.startswith("cls.predictions.decoder")}
     files = tmp_path / "bert_files"
     files.mkdir()
     save_file(state, files / "model.safetensors")
