@@ -169,7 +169,7 @@ def test_a_hugging_face_dataset_directory_trains(tmp_path):
 
     data = load_images(str(tmp_path / "hf"), 16)
     assert data.train.shape == (16, 1, 16, 16) and data.test.shape == (4, 1, 16, 16)
-    torch.testing.assert_close(data.train[3, 0], torch.from_numpy(np.asarray(images[3])).float() / 255)
+    torch.testing.assert_close(data.train[3, 0], torch.from_numpy(np.array(images[3])).float() / 255)
     summary = _run(tmp_path, "vae", "--data", str(tmp_path / "hf"), "--img-size", "16", "--epochs", "1")
     assert summary["epochs"] == 1 and summary["test_nll_iwae"] > 0
     mixed = datasets.Dataset.from_dict({"img": images[:2] + [images[2].convert("RGB")]},
