@@ -109,17 +109,33 @@ class DQN:
         self.obs, _ = self.envs.reset(seed=cfg.seed)
         self.recent_returns: list[float] = []
 
-    def update(self) -> float:
-        cfg, b = self.cfg, self.buffer.sample(self.cfg.batch_size)
-        obs, next_obs = b["obs"].float(), b["next_obs"].float()
-        y = td_targets(self.q_net, self.target_net, next_obs, b["returns"], b["discounts"], cfg.double_dqn)
-        q = self.q_net(obs).gather(1, b["actions"].long().unsqueeze(1)).squeeze(1)
-        loss = F.smooth_l1_loss(q, y)  # Huber: the gradient of a large TD error is clipped to +-1
-        loss.backward()
-        optimizer_step(self.optimizer, loss.detach(), clip_grad_norm=cfg.max_grad_norm,
-                       where=f"at DQN update {self.updates}")
-        self.updates += 1
-        return loss.detach()
+    def train_phase(self) -> float:
+        """``gradient_steps`` updates on minibatches drawn from the buffer as it stands. No env step
+        happens in between, so the target network is the same for the whole phase: with plain DQN
+        every minibatch's targets come from one batched forward pass (the same values as one pass
+        per minibatch, at a fraction of the calls). Double DQN asks the online network, which
+        changes after each update, so its targets are computed minibatch by minibatch."""
+        cfg, n = self.cfg, self.cfg.batch_size
+        b = self.buffer.sample(n * cfg.gradient_steps)
+        obs, next_obs, actions = b["obs"].float(), b["next_obs"].float(), b["actions"].long().unsqueeze(1)
+        if not cfg.double_dqn:
+            all_targets = td_targets(None, self.target_net, next_obs, b["returns"], b["discounts"], False)
+        losses = []
+        for g in range(cfg.gradient_steps):
+            part = slice(g * n, (g + 1) * n)
+            if cfg.double_dqn:
+                y = td_targets(self.q_net, self.target_net, next_obs[part], b["returns"][part], b["discounts"][part],
+                               True)
+            else:
+                y = all_targets[part]
+            q = self.q_net(obs[part]).gather(1, actions[part]).squeeze(1)
+            loss = F.smooth_l1_loss(q, y)  # Huber: the gradient of a large TD error is clipped to +-1
+            loss.backward()
+            optimizer_step(self.optimizer, loss.detach(), clip_grad_norm=cfg.max_grad_norm,
+                           where=f"at DQN update {self.updates}")
+            self.updates += 1
+            losses.append(loss.detach())
+        return float(torch.stack(losses).mean())
 
     def step(self) -> None:
         cfg, N = self.cfg, self.cfg.num_envs
@@ -139,8 +155,7 @@ class DQN:
         self.recent_returns += episode_returns(infos)
         # train
         if self.global_step > cfg.learning_starts and self.global_step % cfg.train_freq < N:
-            losses = [self.update() for _ in range(cfg.gradient_steps)]
-            self.last_loss = float(torch.stack(losses).mean())
+            self.last_loss = self.train_phase()
         if self.global_step % cfg.target_update_interval < N:
             polyak_update(self.target_net, self.q_net, cfg.tau)
 

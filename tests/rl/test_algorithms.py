@@ -209,3 +209,36 @@ def test_nature_cnn_dqn_and_ppo_smoke_on_frames():
     stats = []
     ppo.learn(callback=lambda a, s: stats.append(s))
     assert len(stats) == 1 and all(np.isfinite(v) for v in stats[0].values())
+
+
+def _phase_one_target_pass_per_minibatch(self):
+    """DQN's training phase written the plain way: targets computed minibatch by minibatch."""
+    import torch.nn.functional as F
+
+    from zoo.rl.dqn import td_targets
+    from zoo.shared.training import optimizer_step
+
+    cfg, n = self.cfg, self.cfg.batch_size
+    b = self.buffer.sample(n * cfg.gradient_steps)
+    for g in range(cfg.gradient_steps):
+        part = slice(g * n, (g + 1) * n)
+        y = td_targets(self.q_net, self.target_net, b["next_obs"][part], b["returns"][part], b["discounts"][part],
+                       False)
+        q = self.q_net(b["obs"][part]).gather(1, b["actions"][part].unsqueeze(1)).squeeze(1)
+        loss = F.smooth_l1_loss(q, y)
+        loss.backward()
+        optimizer_step(self.optimizer, loss.detach(), clip_grad_norm=cfg.max_grad_norm)
+    return float(loss.detach())
+
+
+def test_dqn_batched_targets_train_like_one_target_pass_per_minibatch(monkeypatch):
+    cfg = DQNConfig(total_timesteps=300, learning_starts=100, train_freq=100, gradient_steps=16, batch_size=8,
+                    buffer_size=300, net_arch=(32, 32), target_update_interval=50)
+    batched = DQN(cfg)
+    batched.learn()
+    monkeypatch.setattr(DQN, "train_phase", _phase_one_target_pass_per_minibatch)
+    plain = DQN(cfg)
+    plain.learn()
+    for (k, a), b in zip(batched.q_net.state_dict().items(), plain.q_net.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=k)
+    assert not torch.equal(batched.q_net.head.weight, DQN(cfg).q_net.head.weight)  # it did train
