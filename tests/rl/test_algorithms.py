@@ -233,7 +233,7 @@ def _phase_one_target_pass_per_minibatch(self):
 
 def test_dqn_batched_targets_train_like_one_target_pass_per_minibatch(monkeypatch):
     cfg = DQNConfig(total_timesteps=300, learning_starts=100, train_freq=100, gradient_steps=16, batch_size=8,
-                    buffer_size=300, net_arch=(32, 32), target_update_interval=50)
+                    buffer_size=300, net_arch=(32, 32), target_update_interval=1000)  # target != online at 300
     batched = DQN(cfg)
     batched.learn()
     monkeypatch.setattr(DQN, "train_phase", _phase_one_target_pass_per_minibatch)
