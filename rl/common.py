@@ -100,7 +100,7 @@ class ReplayBuffer:
     """
 
     def __init__(self, capacity: int, obs_shape: tuple, obs_dtype, action_shape: tuple = (),
-                 action_dtype=np.int64, device: str | torch.device = "cpu", seed: int = 0):
+                 action_dtype=np.int64, device: str | torch.device = "cpu", seed: int | np.random.SeedSequence = 0):
         if capacity < 1:
             raise InvalidConfigError(f"the replay buffer needs capacity >= 1, got {capacity}.")
         self.capacity, self.device = capacity, torch.device(device)

@@ -100,11 +100,14 @@ class DQN:
         self.target_net = copy.deepcopy(self.q_net)
         self.target_net.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate, fused=True)
-        self.buffer = ReplayBuffer(cfg.buffer_size, obs_space.shape, obs_space.dtype, device=self.device, seed=cfg.seed)
+        # independent streams for the epsilon coin and the minibatch indices (one seed, two children)
+        coin_seed, buffer_seed = np.random.SeedSequence(cfg.seed).spawn(2)
+        self.buffer = ReplayBuffer(cfg.buffer_size, obs_space.shape, obs_space.dtype, device=self.device,
+                                   seed=buffer_seed)
         self.nstep = NStep(cfg.num_envs, cfg.n_step, cfg.gamma)
         self.epsilon = linear_schedule(cfg.exploration_initial_eps, cfg.exploration_final_eps,
                                        int(cfg.exploration_fraction * cfg.total_timesteps))
-        self.rng = np.random.default_rng(cfg.seed)  # the epsilon coin
+        self.rng = np.random.default_rng(coin_seed)  # the epsilon coin
         self.global_step, self.updates, self.last_loss = 0, 0, float("nan")
         self.obs, _ = self.envs.reset(seed=cfg.seed)
         self.recent_returns: list[float] = []
