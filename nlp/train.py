@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -270,7 +271,11 @@ def run(args: argparse.Namespace) -> dict:
     """Train ``args.seeds`` taggers; returns the summary (also results.json in --output-dir)."""
     if args.model not in MODELS:
         get_entry(args.model)  # an unknown name: the registry's suggestions
-        raise SystemExit(f"zoo.nlp.train trains {', '.join(MODELS)}, not {args.model}")
+        from . import train_g2p, train_gpt
+
+        others = ", ".join([*train_g2p.MODELS, *train_gpt.MODELS])
+        raise SystemExit(f"zoo.nlp.train trains the taggers {', '.join(MODELS)} (and {others} through their "
+                         f"recipes); {args.model} has no recipe yet")
     folder = data_root("conll2003", args.data)
     data = load_conll2003(folder, SCHEMES[args.scheme], args.limit)
     vocabs = build_vocabs(data["train"], lowercase=args.lowercase)
@@ -318,7 +323,26 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
+def recipe_for(name: str):
+    """The module whose recipe trains ``name``: this one for the taggers, ``zoo.nlp.train_g2p`` for
+    the G2P Transformers, ``zoo.nlp.train_gpt`` for the character-level GPT (the CLI asks too)."""
+    from . import train_g2p, train_gpt
+
+    for module in (train_g2p, train_gpt):
+        if name in module.MODELS:
+            return module
+    return sys.modules[__name__]
+
+
 def main(argv=None) -> int:
+    """``zoo train NAME`` for every nlp model with a recipe: the taggers here, the G2P Transformers
+    and the character-level GPT in their own modules."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    names = [a.split("=", 1)[1] for a in argv if a.startswith("--model=")]
+    names += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model"]
+    recipe = recipe_for(names[-1]) if names else sys.modules[__name__]
+    if recipe is not sys.modules[__name__]:
+        return recipe.main(argv)
     run(build_parser().parse_args(argv))
     return 0
 

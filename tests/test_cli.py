@@ -103,6 +103,11 @@ def test_train_help_shows_the_recipe_options(capsys):
     assert main(["train", "gat", "--help"]) == 0  # the graph recipe's options
     out = capsys.readouterr().out
     assert "--dataset" in out and "--augment" not in out
+    assert main(["train", "transformer_tiny", "--help"]) == 0  # nlp: the recipe the model's name picks
+    out = capsys.readouterr().out
+    assert out.startswith("usage: zoo train transformer_tiny") and "--stress" in out and "--scheme" not in out
+    assert main(["train", "bilstm_crf", "--help"]) == 0
+    assert "--scheme" in capsys.readouterr().out
     for argv in (["train", "--help"], ["train", "--epochs", "1", "-h"]):  # no name yet: how to call it
         assert main(argv) == 0
         assert capsys.readouterr().out.startswith("usage: zoo train NAME [options]")

@@ -229,3 +229,16 @@ def test_packed_sentences_are_scored_one_sentence_at_a_time():
             counts.append({k: float(v) for k, v in task.evaluation_step(model, batch).items() if k != "loss"})
     assert counts[0] == counts[1]
     assert task.scores(counts[1]).per_type["PER"].recall == 0  # "I-MISC I-PER" is no PER entity
+
+
+@pytest.mark.parametrize("name, module", [("transformer_small", "train_g2p"), ("gpt_char", "train_gpt")])
+def test_main_hands_other_nlp_models_to_their_recipes(monkeypatch, name, module):
+    import importlib
+
+    recipe = importlib.import_module(f"zoo.nlp.{module}")
+    seen = []
+    monkeypatch.setattr(recipe, "main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.setattr(train, "run", lambda args: pytest.fail("the tagger recipe ran"))
+    assert train.main(["--model", name, "--epochs", "1"]) == 0
+    assert train.main([f"--model={name}"]) == 0
+    assert seen == [["--model", name, "--epochs", "1"], [f"--model={name}"]]
