@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> dict:
     return summary
 
 
-def recipe_for(name: str):
+def recipe_module(name: str):
     """The module whose recipe trains ``name``: this one for the taggers, ``zoo.nlp.train_g2p`` for
     the G2P Transformers, ``zoo.nlp.train_gpt`` for the character-level GPT (the CLI asks too)."""
     from . import train_g2p, train_gpt
@@ -340,7 +340,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     names = [a.split("=", 1)[1] for a in argv if a.startswith("--model=")]
     names += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model"]
-    recipe = recipe_for(names[-1]) if names else sys.modules[__name__]
+    recipe = recipe_module(names[-1]) if names else sys.modules[__name__]
     if recipe is not sys.modules[__name__]:
         return recipe.main(argv)
     run(build_parser().parse_args(argv))

@@ -202,8 +202,8 @@ def _cmd_recipe(command: str, rest: list[str]) -> int:
         return 0
     entry = get_entry(name)  # an unknown name: the registry's "did you mean"
     recipe = _recipe_module(entry.domain, command)
-    if hasattr(recipe, "recipe_for"):  # a domain with several recipes names the one for this model
-        recipe = recipe.recipe_for(name)
+    if hasattr(recipe, "recipe_module"):  # a domain with several recipes names the one for this model
+        recipe = recipe.recipe_module(name)
     prog = f"zoo {command} {name}"
     if wants_help and hasattr(recipe, "build_parser"):
         parser = recipe.build_parser()
