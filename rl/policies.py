@@ -482,6 +482,19 @@ def sb3_config(data: dict, name: str) -> dict[str, Any]:
     return config
 
 
+def sb3_zip_config(name: str, path) -> dict[str, Any] | None:
+    """The config an SB3 zip describes for ``name`` (None when ``path`` is not an SB3 zip): the hook
+    for ``zoo.create(name, pretrained="x.zip")`` once the registry reads foreign configs."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        if "policy.pth" not in archive.namelist():
+            return None
+    return sb3_config(_read_sb3_zip(path)[1], name)
+
+
 def load_sb3(name: str, path, **kwargs) -> nn.Module:
     """``name`` (ppo_mlp, dqn_mlp, ...) built as the SB3 zip at ``path`` describes (net_arch, activation;
     ``env=`` or the spaces for the sizes) and loaded strictly through the SB3 key map; the model's

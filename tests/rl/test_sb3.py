@@ -134,3 +134,14 @@ def test_a_zip_that_is_not_an_sb3_save_is_refused(tmp_path):
     (tmp_path / "cut.zip").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(CheckpointError, match="not a readable zip"):
         load_sb3("ppo_mlp", tmp_path / "cut.zip", env="CartPole-v1")
+
+
+def test_sb3_zip_config_reads_the_architecture_and_ignores_other_files(tmp_path):
+    from zoo.rl.policies import sb3_zip_config
+
+    model = sb3.PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu",
+                    policy_kwargs={"net_arch": [16, 8], "activation_fn": torch.nn.ReLU})
+    model.save(tmp_path / "ppo.zip")
+    assert sb3_zip_config("ppo_mlp", tmp_path / "ppo.zip") == {"net_arch": (16, 8), "activation": "relu"}
+    torch.save({}, tmp_path / "w.pth")
+    assert sb3_zip_config("ppo_mlp", tmp_path / "w.pth") is None
