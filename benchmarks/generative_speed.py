@@ -96,6 +96,7 @@ def ddim_fns(ours, theirs, n: int, steps: int, results: dict):
     from zoo.generative.diffusion import NoiseSchedule, generate
 
     schedule = NoiseSchedule()
+    theirs.load_state_dict(ours.state_dict())  # the timed training steps moved each copy by its own Adam steps
     pipe = DDIMPipeline(unet=theirs.eval(), scheduler=DDIMScheduler.from_config(schedule.to_diffusers()))
     pipe.set_progress_bar_config(disable=True)
     ours.eval()
