@@ -127,8 +127,10 @@ TRANSLATORS = {"bert": bert_config_from_hf, "gpt2": gpt2_config_from_hf}
 
 
 def config_from_hf(family: str, directory: str | os.PathLike) -> dict[str, Any] | None:
-    """Our config for the Hugging Face folder ``directory`` (None when it holds no HF config.json,
-    e.g. a zoo ``save_pretrained`` folder). ``family`` is "bert" or "gpt2"."""
+    """Our config for the Hugging Face folder ``directory`` or ``hf-hub:org/name`` (None when it holds
+    no HF config.json, e.g. a zoo ``save_pretrained`` folder). ``family`` is "bert" or "gpt2"."""
+    if str(directory).startswith("hf-hub:"):
+        directory = hf_folder(str(directory))
     path = Path(directory) / "config.json"
     if not path.is_file():
         return None
@@ -140,14 +142,7 @@ def config_from_hf(family: str, directory: str | os.PathLike) -> dict[str, Any] 
 
 def registry_hook(family: str) -> dict[str, Any]:
     """The ``foreign_config=`` keyword of ``register_model``: how ``zoo.create(name, pretrained=dir)``
-    reads a Hugging Face folder's config.json into our config. Empty while the registry has no such
-    hook (then :func:`from_hf` does the same)."""
-    import inspect
-
-    from zoo.shared.registry import register_model
-
-    if "foreign_config" not in inspect.signature(register_model).parameters:
-        return {}
+    reads a Hugging Face folder's config.json into our config."""
     return {"foreign_config": functools.partial(config_from_hf, family)}
 
 

@@ -78,14 +78,19 @@ def _locate(entry: ModelEntry, tag: str | None, pretrained: Any) -> tuple[Path, 
 
 
 def _saved_config(entry: ModelEntry, pretrained: Any) -> dict[str, Any]:
-    """The ``config.json`` of a ``save_pretrained`` directory passed as ``pretrained=`` ({} for
-    anything else): the model is built like the saved one (the user's keyword arguments still win)."""
-    if not isinstance(pretrained, (str, os.PathLike)) or str(pretrained).startswith("hf-hub:"):
+    """The ``config.json`` of a ``save_pretrained`` directory passed as ``pretrained=`` (or what the
+    entry's ``foreign_config`` reads from another library's folder or hub repo; {} for anything
+    else): the model is built like the saved one (the user's keyword arguments still win)."""
+    if not isinstance(pretrained, (str, os.PathLike)):
         return {}
+    if str(pretrained).startswith("hf-hub:"):
+        foreign = entry.foreign_config(str(pretrained)) if entry.foreign_config else None
+        return {"config": foreign} if foreign else {}
     directory = Path(pretrained).expanduser()
     saved = read_zoo_config(directory) if directory.is_dir() else None
     if saved is None:
-        return {}
+        foreign = entry.foreign_config(directory) if entry.foreign_config and directory.is_dir() else None
+        return {"config": foreign} if foreign else {}
     if saved["architecture"] != entry.name:
         raise CheckpointError(
             f"{directory} holds a {saved['architecture']!r} model, not {entry.name!r}; "

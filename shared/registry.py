@@ -137,6 +137,10 @@ class ModelEntry:
     # the family's rules beyond the option types (see "What a model's options may be" below)
     ranges: dict[str, "Range"] = field(default_factory=dict)
     checks: tuple[Callable[[dict], str | None], ...] = ()
+    # fn(directory | "hf-hub:org/name") -> our config | None: reads another library's config file
+    # (a Hugging Face or diffusers config.json) so that zoo.create(name, pretrained=that folder)
+    # builds the model the folder describes; None when the folder holds no such file.
+    foreign_config: Callable[[Any], dict | None] | None = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -382,6 +386,7 @@ def register_model(
     test: TestSpec | None = None,
     ranges: Mapping[str, Range] | None = None,
     checks: Sequence[Callable[[dict], str | None]] = (),
+    foreign_config: Callable[[Any], dict | None] | None = None,
 ) -> ModelEntry:
     """Add an architecture to the registry. ``builder(**config)`` must return an ``nn.Module``.
 
@@ -445,6 +450,9 @@ def register_model(
             raise InvalidConfigError(
                 f"register_model: {name}: {getattr(builder, '__name__', builder)} needs {', '.join(required)}, "
                 "which has no default: give it in the registered config.")
+    if foreign_config is not None and not callable(foreign_config):
+        raise InvalidConfigError(f"register_model: {name}: foreign_config must be a function "
+                                 f"(folder or 'hf-hub:org/name') -> config | None, got {_show(foreign_config)}.")
     for check in checks:
         if not callable(check):
             raise InvalidConfigError(f"register_model: {name}: checks must be functions config -> message | None, "
@@ -466,6 +474,7 @@ def register_model(
         test=test,
         ranges=dict(ranges or {}),
         checks=tuple(checks),
+        foreign_config=foreign_config,
     )
     try:
         entry.config = check_config(entry, config)

@@ -12,11 +12,9 @@ import torch
 import zoo
 from zoo.nlp.hf import bert_config_from_hf, config_from_hf, from_hf, gpt2_config_from_hf, load_tokenizer
 from zoo.shared.errors import CheckpointMismatchError, InvalidConfigFileError, PretrainedNotFoundError
-from zoo.shared.registry import register_model
 
 transformers = pytest.importorskip("transformers")
 
-HOOK = "foreign_config" in register_model.__code__.co_varnames  # zoo.create reads HF config.json itself
 
 
 def bert_folder(tmp_path, arch="BertForSequenceClassification", safe=True, **kw):
@@ -86,8 +84,6 @@ def test_gpt2_folder_builds_the_described_model_and_matches(tmp_path, safe):
         torch.testing.assert_close(model(x), ref(x).logits, atol=1e-5, rtol=0)
 
 
-@pytest.mark.skipif(not HOOK, reason="zoo.create reads a Hugging Face config.json once the registry has the "
-                                     "foreign_config hook (requested in the core); from_hf does it meanwhile")
 def test_zoo_create_reads_the_hf_config(tmp_path):
     ref, folder = gpt2_folder(tmp_path)
     model = zoo.create("gpt2", pretrained=folder).eval()
@@ -119,6 +115,9 @@ def test_hf_hub_through_the_offline_cache(tmp_path, monkeypatch):
     _fake_hub_cache(tmp_path / "hub", "someorg/tiny-gpt2", folder)
     model = from_hf("gpt2", "hf-hub:someorg/tiny-gpt2").eval()
     x = ids(70)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x).logits, atol=1e-5, rtol=0)
+    model = zoo.create("gpt2", pretrained="hf-hub:someorg/tiny-gpt2").eval()  # the registry's foreign_config
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x).logits, atol=1e-5, rtol=0)
     text = "hello world, the cat"

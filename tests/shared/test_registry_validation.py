@@ -4,6 +4,7 @@ the load report every created model carries. Each bad input is written out and t
 be an InvalidConfigError (or the named kind) whose message names the option at fault."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,6 +168,7 @@ BAD_REGISTRATIONS = [
     (dict(builder=lambda pretrained=False: _Tiny()), "takes 'pretrained', which zoo.create keeps"),
     (dict(checks=[lambda cfg: "width and num_classes disagree"]), "width and num_classes disagree"),
     (dict(checks=["not a function"]), "checks must be functions"),
+    (dict(foreign_config="config.json"), "foreign_config must be a function"),
     (dict(weights=[WeightSource("a"), WeightSource("a", url="https://x/y.pth")]), "two weight sources are tagged 'a'"),
     (dict(weights=[WeightSource("In1K")]), "weight tag 'In1K' is not a tag"),
     (dict(weights=["a"]), "weights must be WeightSource rows"),
@@ -192,6 +194,25 @@ def test_register_model_refuses_a_second_registration_of_a_name(scratch_registry
     assert registry.get_entry("tiny_test") is first  # not overwritten
     with pytest.raises(zoo.InvalidConfigError, match="'resnet18' is already registered"):
         _register(name="resnet18")
+
+
+def test_foreign_config_builds_the_model_another_librarys_folder_describes(scratch_registry, tmp_path):
+    import json
+
+    def read(folder):
+        path = Path(folder) / "their_config.json"
+        return {"width": json.loads(path.read_text())["hidden"]} if path.is_file() else None
+
+    _register(foreign_config=read)
+    torch.manual_seed(0)
+    state = _Tiny(width=6).state_dict()
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    (tmp_path / "their_config.json").write_text(json.dumps({"hidden": 6}))
+    model = zoo.create("tiny_test", pretrained=tmp_path)  # width 6 from their file, not the default 4
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    (tmp_path / "their_config.json").unlink()
+    with pytest.raises(zoo.CheckpointMismatchError):  # no config to read: the default width, a clear mismatch
+        zoo.create("tiny_test", pretrained=tmp_path)
 
 
 def test_a_registered_family_rule_applies_at_create(scratch_registry):
