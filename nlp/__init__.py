@@ -1,5 +1,7 @@
 """nlp domain: the BiLSTM-CRF tagger and its text pieces (CoNLL reader, schemes, span metric,
-vocabularies, CRF). Importing the package registers ``bilstm_crf`` and ``bilstm_cnn_crf``."""
+vocabularies, CRF), the encoder-decoder Transformer with beam search, BERT and GPT-2 in Hugging
+Face's layouts (``nlp.hf`` reads their folders and tokenizers). Importing the package registers
+the models; the recipes are ``nlp.train`` (tagger), ``nlp.train_g2p`` and ``nlp.train_gpt``."""
 
 from . import bilstm_crf  # noqa: F401  (importing registers the models)
 from . import transformer  # noqa: F401  (registers transformer_base, _big, _small, _tiny)
