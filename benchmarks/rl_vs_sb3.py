@@ -186,6 +186,8 @@ def main(argv=None) -> int:
         # throughput: the same fixed budget for both, no evaluation, interleaved
         budget = args.budget[0 if algo == "ppo" else 1]
         speed = {"ours": [], "sb3": []}
+        for fn in (run_ours, run_sb3):  # warm-up: the first run in a process pays one-time initialisation
+            fn(algo, 99, 10**9, 1536 if algo == "dqn" else 512)
         for seed in range(args.throughput_seeds):
             for lib, fn in (("ours", run_ours), ("sb3", run_sb3)):
                 r = fn(algo, 100 + seed, 10**9, budget)
