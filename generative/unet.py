@@ -10,8 +10,8 @@ Checkpoint layout: diffusers' ``UNet2DModel`` (``conv_in``, ``time_embedding.lin
 the google/ddpm-cifar10-32 configuration (``unet2d_ddpm_cifar10``) the model has 35,746,307
 parameters, the ``state_dict`` has exactly diffusers' keys and shapes, and the outputs equal
 diffusers' with the same weights. A diffusers folder (``config.json`` +
-``diffusion_pytorch_model.safetensors``) loads with ``create(name, pretrained=folder)`` when the
-config matches the registered one; :func:`config_from_diffusers` reads any other.
+``diffusion_pytorch_model.safetensors``) loads with ``create(name, pretrained=folder)``, built with
+the configuration its ``config.json`` describes (:func:`config_from_diffusers`).
 """
 
 from __future__ import annotations
@@ -338,6 +338,22 @@ def config_from_diffusers(config: dict | str | Path) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in out.items()}
 
 
+def diffusers_folder_config(folder) -> dict | None:
+    """The registry's ``foreign_config`` hook: our config for a diffusers ``UNet2DModel`` folder
+    (its ``config.json``), so ``create(name, pretrained=folder)`` builds the U-Net the folder
+    describes; None for anything else (a hub name: no hub lookup for diffusers repos here)."""
+    path = Path(str(folder))
+    if str(folder).startswith("hf-hub:") or not (path / "config.json").is_file():
+        return None
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or config.get("_class_name") != "UNet2DModel":
+        return None
+    return config_from_diffusers(config)
+
+
 def config_to_diffusers(config: dict) -> dict:
     """The diffusers ``UNet2DModel`` keyword arguments for one of our configs (the inverse)."""
     full = {**_unet_defaults(), **config}
@@ -366,7 +382,7 @@ _TEST = TestSpec(
 )
 _FAMILY = dict(domain="generative", task="denoising-diffusion", inputs="(noisy images (B, C, H, W), timesteps (B,))",
                paper="Ho et al. 2020, Denoising Diffusion Probabilistic Models (arXiv:2006.11239)", test=_TEST,
-               checks=[_config_problem])
+               checks=[_config_problem], foreign_config=diffusers_folder_config)
 
 # google/ddpm-cifar10-32's configuration (diffusers' UNet2DModel), 35,746,307 parameters
 register_model("unet2d_ddpm_cifar10", UNet2D, dict(sample_size=32, in_channels=3, out_channels=3), **_FAMILY)
