@@ -26,7 +26,7 @@ def test_list_shows_domain_and_task_in_natural_order(capsys):
     assert main(["list", "resnet1*", "--domain", "vision"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert rows == [[n, "vision", "image-classification"] for n in ("resnet18", "resnet101", "resnet152")]
-    assert main(["list", "g*", "--names-only"]) == 0
+    assert main(["list", "g*", "--domain", "graph", "--names-only"]) == 0
     assert capsys.readouterr().out.split() == ["gat", "gatv2", "gcn", "gin", "graphsage"]
     assert main(["list", "--pretrained", "resnet18*"]) == 0
     assert capsys.readouterr().out.split() == ["resnet18.tv_in1k", "vision", "image-classification"]
@@ -229,3 +229,24 @@ def test_list_does_not_import_heavy_dependencies():
 def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "zoo", "list", "wide*"], capture_output=True, text=True, check=True)
     assert [line.split()[0] for line in out.stdout.splitlines()] == ["wide_resnet50_2", "wide_resnet101_2"]
+
+
+def test_method_names_reach_their_domains_recipes(capsys):
+    assert main(["train", "ppo", "--help"]) == 0  # not a registered model: the rl recipe takes it
+    out = capsys.readouterr().out
+    assert out.startswith("usage: zoo train ppo") and "--env" in out
+    assert main(["train", "--total-steps", "10", "ddpm", "--help"]) == 0  # the name after an option's value
+    assert "--img-size" in capsys.readouterr().out
+    assert main(["eval", "dqn", "--help"]) == 0
+    assert "--episodes" in capsys.readouterr().out
+    assert main(["sample", "ddpm", "--help"]) == 0
+    assert "--steps" in capsys.readouterr().out
+
+
+def test_eval_and_sample_say_which_domains_have_them(capsys):
+    assert main(["eval", "resnet18"]) == 1
+    assert "zoo eval works for rl models" in capsys.readouterr().err
+    assert main(["sample", "gat"]) == 1
+    assert "zoo sample works for generative models" in capsys.readouterr().err
+    assert main(["eval", "pop"]) == 1  # neither a model nor a method: the registry's suggestions
+    assert "pop" in capsys.readouterr().err

@@ -1,8 +1,11 @@
-"""The ``zoo`` command: ``list``, ``info NAME``, ``predict``, ``train NAME ...``, ``finetune NAME ...``.
+"""The ``zoo`` command: ``list``, ``info NAME``, ``predict``, ``train NAME ...``, ``finetune NAME ...``,
+``eval NAME ...``, ``sample NAME ...``.
 
 ``zoo train NAME [options]`` runs the recipe of NAME's domain (``zoo.vision.train``, ``zoo.graph.train``,
 ``<domain>.train``) with ``--model NAME`` and the options, which may also come before NAME;
-``zoo train NAME --help`` shows that recipe's options.
+``zoo train NAME --help`` shows that recipe's options. NAME may also be a method whose recipe
+builds its own models (``zoo train ppo --env CartPole-v1``, ``zoo train ddpm``). ``zoo eval`` runs
+``<domain>.evaluate`` and ``zoo sample`` ``<domain>.sample`` the same way.
 
 A user's mistake (an unknown name, a missing file, a bad option value) ends in one line,
 ``zoo: error: ...``, exit status 2 for a usage error and 1 otherwise; ``--debug`` anywhere on the
@@ -15,7 +18,14 @@ import argparse
 import contextlib
 import sys
 
-RECIPE_COMMANDS = ("train", "finetune")
+RECIPE_COMMANDS = ("train", "finetune", "eval", "sample")
+RECIPE_MODULES = {"eval": "evaluate"}  # command -> its module in the domain (zoo eval -> zoo.rl.evaluate)
+# recipes named after a method rather than one registered model: the domain that runs them
+RECIPE_ALIASES = {"ppo": "rl", "dqn": "rl", "a2c": "rl",
+                  "dcgan": "generative", "wgan_gp": "generative", "vae": "generative", "ddpm": "generative"}
+RECIPE_HELP = {"train": "train a model", "finetune": "fine-tune pretrained weights on new classes",
+               "eval": "evaluate a saved model (rl: episodes on an environment)",
+               "sample": "draw samples from a saved generative model into a PNG grid"}
 
 
 class UsageError(Exception):
@@ -146,7 +156,7 @@ def _split_model(command: str, rest: list[str]) -> tuple[str, list[str]]:
             return token.split("=", 1)[1], rest[:i] + rest[i + 1:]
     positional = [i for i, token in enumerate(rest) if not token.startswith("-")]
     if positional and positional[0] != 0:
-        registered = [i for i in positional if _is_model(rest[i])]
+        registered = [i for i in positional if _is_model(rest[i]) or rest[i] in RECIPE_ALIASES]
         if registered:
             positional = registered
         else:  # the intended name: an argument that is not an option's value, nor a number
@@ -165,7 +175,7 @@ def _recipe_module(domain: str, command: str):
 
     from zoo.shared.errors import ZooError
 
-    name = f"zoo.{domain}.{command}"
+    name = f"zoo.{domain}.{RECIPE_MODULES.get(command, command)}"
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -174,15 +184,16 @@ def _recipe_module(domain: str, command: str):
                            f"(pip install {exc.name.split('.')[0]})") from exc
     import zoo
 
-    have = [d for d in zoo.DOMAINS if importlib.util.find_spec(f"zoo.{d}.{command}")]
+    have = [d for d in zoo.DOMAINS if importlib.util.find_spec(f"zoo.{d}.{RECIPE_MODULES.get(command, command)}")]
     raise ZooError(f"the {domain} domain has no {command} recipe yet ({name} does not exist); "
                    f"zoo {command} works for {', '.join(have) or 'no domain'} models")
 
 
 def _recipe_help(command: str) -> str:
     return (f"usage: zoo {command} NAME [options]\n\n"
-            f"{'Train' if command == 'train' else 'Fine-tune'} the registered model NAME with its domain's recipe "
-            f"(python -m <domain>.{command} --model NAME).\n"
+            f"{RECIPE_HELP[command][0].upper()}{RECIPE_HELP[command][1:]}: the registered model NAME (or a method: "
+            f"{', '.join(RECIPE_ALIASES)}) with its domain's recipe "
+            f"(python -m zoo.<domain>.{RECIPE_MODULES.get(command, command)} --model NAME).\n"
             f"`zoo {command} NAME --help` lists that recipe's options; `zoo list` lists the models.\n")
 
 
@@ -200,8 +211,11 @@ def _cmd_recipe(command: str, rest: list[str]) -> int:
             raise
         print(_recipe_help(command), end="")  # `zoo train --help`: no name yet, say how to call it
         return 0
-    entry = get_entry(name)  # an unknown name: the registry's "did you mean"
-    recipe = _recipe_module(entry.domain, command)
+    if name in RECIPE_ALIASES and not _is_model(name):  # zoo train ppo: the method's recipe
+        domain = RECIPE_ALIASES[name]
+    else:
+        domain = get_entry(name).domain  # an unknown name: the registry's "did you mean"
+    recipe = _recipe_module(domain, command)
     if hasattr(recipe, "recipe_module"):  # a domain with several recipes names the one for this model
         recipe = recipe.recipe_module(name)
     prog = f"zoo {command} {name}"
@@ -246,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--std", type=_floats, default=None, help="std of the [0, 1] pixels, one or one per channel")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     for command in RECIPE_COMMANDS:  # parsed by _cmd_recipe; listed here for `zoo --help`
-        what = "train a model" if command == "train" else "fine-tune pretrained weights on new classes"
+        what = RECIPE_HELP[command]
         sub.add_parser(command, help=f"{what} with its domain's recipe: zoo {command} NAME [options] "
                                      f"(zoo {command} NAME --help lists them)", add_help=False)
     return parser
