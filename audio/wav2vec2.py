@@ -417,6 +417,23 @@ def from_huggingface(source: str | os.PathLike, **overrides):
     return create(name, pretrained=str(find_weight_file(directory)), **config)
 
 
+def hf_folder_config(source) -> dict | None:
+    """The registry's ``foreign_config`` hook: our config from the Hugging Face ``config.json`` of a
+    folder or ``hf-hub:org/name`` (None when there is none, or it is a zoo ``save_pretrained`` file),
+    so ``zoo.create("wav2vec2_base", pretrained=hf_folder)`` builds the model the folder describes."""
+    from zoo.shared.weights import resolve_hf_hub
+
+    spec = str(source)
+    directory = resolve_hf_hub(spec).parent if spec.startswith("hf-hub:") else Path(spec).expanduser()
+    path = directory / "config.json"
+    if not path.is_file():
+        return None
+    hf = json.loads(path.read_text())
+    if "architecture" in hf or "model_type" not in hf:  # ours, or not a transformers config
+        return None
+    return config_from_hf(hf)
+
+
 # ------------------------------------------------------------------------------------------------
 # Registered variants
 # ------------------------------------------------------------------------------------------------
@@ -464,7 +481,7 @@ for _name, _variant in VARIANTS.items():
         _name, Wav2Vec2, _variant.config(), domain="audio", task="speech-representation / ctc",
         paper=_PAPER, inputs="waveform (batch, time) at 16 kHz, optional lengths (batch,)",
         key_maps={"huggingface": from_hf_state_dict, "torchaudio_legacy": from_torchaudio_legacy},
-        classifier="aux", ranges={"layer_drop": PROBABILITY},
+        classifier="aux", ranges={"layer_drop": PROBABILITY}, foreign_config=hf_folder_config,
         test=_tiny(num_classes=5, extractor_mode=_variant.extractor_mode, conv_bias=_variant.conv_bias,
                    layer_norm_first=_variant.layer_norm_first),
     )

@@ -251,3 +251,7 @@ def test_zoo_create_reads_a_hf_folder_through_the_key_map(ctc, tmp_path):
     x = 0.1 * torch.randn(1, 1600)
     with torch.no_grad():
         torch.testing.assert_close(model(x)[0], hf_output(reference, x), atol=1e-5, rtol=1e-5)
+    model = zoo.create("wav2vec2_base", pretrained=tmp_path / "hf").eval()  # the config from the folder alone
+    assert model.zoo_config == zoo.create("wav2vec2_base", **config).zoo_config
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], hf_output(reference, x), atol=1e-5, rtol=1e-5)
