@@ -400,10 +400,17 @@ PPO_PAPER = "Schulman et al. 2017, Proximal Policy Optimization Algorithms (arXi
 DQN_PAPER = "Mnih et al. 2015, Human-level control through deep reinforcement learning (Nature 518)"
 SB3_MAPS = {"sb3": sb3_to_ours}
 
+
+def _sb3_hook(name: str):
+    """The registry's ``foreign_config`` for ``name``: the net_arch / activation an SB3 zip describes,
+    so ``zoo.create(name, env=..., pretrained="ppo.zip")`` builds it like the saved policy."""
+    return lambda path: sb3_zip_config(name, path)
+
+
 register_model(
     "ppo_mlp", ActorCritic, dict(net_arch=(64, 64), activation="tanh"), domain="rl", task="policy",
     paper=PPO_PAPER, inputs="observations (batch, obs_dim) float; env= / observation_space= + action_space= set sizes",
-    key_maps=SB3_MAPS,
+    key_maps=SB3_MAPS, foreign_config=_sb3_hook("ppo_mlp"),
     test=TestSpec(config=dict(obs_shape=(5,), action_dim=2, continuous=True, net_arch=(8, 8)), inputs=_vector_inputs,
                   output_shape=_ac_width),
 )
@@ -411,21 +418,21 @@ register_model(
     "ppo_nature_cnn", ActorCritic, dict(obs_shape=(4, 84, 84), action_dim=6, net_arch=(), encoder="nature_cnn",
                                         activation="relu"),
     domain="rl", task="policy", paper=PPO_PAPER, inputs="stacked frames (batch, 4, 84, 84), bytes 0..255",
-    key_maps=SB3_MAPS,
+    key_maps=SB3_MAPS, foreign_config=_sb3_hook("ppo_nature_cnn"),
     test=TestSpec(config=dict(obs_shape=(2, 36, 36), action_dim=3, features_dim=16), inputs=_frame_inputs,
                   output_shape=_ac_width),
 )
 register_model(
     "dqn_mlp", QNetwork, dict(net_arch=(64, 64), activation="relu"), domain="rl", task="q-values",
     paper=DQN_PAPER, inputs="observations (batch, obs_dim) float; env= / observation_space= + action_space= set sizes",
-    key_maps=SB3_MAPS,
+    key_maps=SB3_MAPS, foreign_config=_sb3_hook("dqn_mlp"),
     test=TestSpec(config=dict(obs_shape=(5,), action_dim=3, net_arch=(8, 8), dueling=True), inputs=_vector_inputs,
                   output_shape=lambda cfg, batch: (batch, cfg["action_dim"])),
 )
 register_model(
     "dqn_nature_cnn", QNetwork, dict(obs_shape=(4, 84, 84), action_dim=6, net_arch=(), encoder="nature_cnn"),
     domain="rl", task="q-values", paper=DQN_PAPER, inputs="stacked frames (batch, 4, 84, 84), bytes 0..255",
-    key_maps=SB3_MAPS,
+    key_maps=SB3_MAPS, foreign_config=_sb3_hook("dqn_nature_cnn"),
     test=TestSpec(config=dict(obs_shape=(2, 36, 36), action_dim=3, features_dim=16), inputs=_frame_inputs,
                   output_shape=lambda cfg, batch: (batch, cfg["action_dim"])),
 )
@@ -483,8 +490,8 @@ def sb3_config(data: dict, name: str) -> dict[str, Any]:
 
 
 def sb3_zip_config(name: str, path) -> dict[str, Any] | None:
-    """The config an SB3 zip describes for ``name`` (None when ``path`` is not an SB3 zip): the hook
-    for ``zoo.create(name, pretrained="x.zip")`` once the registry reads foreign configs."""
+    """The config an SB3 zip describes for ``name`` (None when ``path`` is not an SB3 zip): the
+    registry's ``foreign_config`` hook behind ``zoo.create(name, pretrained="x.zip")``."""
     import zipfile
 
     if not zipfile.is_zipfile(path):
@@ -498,8 +505,8 @@ def sb3_zip_config(name: str, path) -> dict[str, Any] | None:
 def load_sb3(name: str, path, **kwargs) -> nn.Module:
     """``name`` (ppo_mlp, dqn_mlp, ...) built as the SB3 zip at ``path`` describes (net_arch, activation;
     ``env=`` or the spaces for the sizes) and loaded strictly through the SB3 key map; the model's
-    ``load_report`` says what was mapped. ``zoo.create(name, pretrained="x.zip")`` once the core
-    routes zips here."""
+    ``load_report`` says what was mapped. ``zoo.create(name, pretrained="x.zip", env=...)`` does the
+    same through the registry (the core reads the zip's policy.pth, ``foreign_config`` its data)."""
     from zoo.shared.factory import create
     from zoo.shared.registry import get_entry
     from zoo.shared.weights import load_weights

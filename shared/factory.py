@@ -88,8 +88,8 @@ def _saved_config(entry: ModelEntry, pretrained: Any) -> dict[str, Any]:
         return {"config": foreign} if foreign else {}
     directory = Path(pretrained).expanduser()
     saved = read_zoo_config(directory) if directory.is_dir() else None
-    if saved is None:
-        foreign = entry.foreign_config(directory) if entry.foreign_config and directory.is_dir() else None
+    if saved is None:  # another library's folder or file (an SB3 zip) may describe the model
+        foreign = entry.foreign_config(directory) if entry.foreign_config and directory.exists() else None
         return {"config": foreign} if foreign else {}
     if saved["architecture"] != entry.name:
         raise CheckpointError(

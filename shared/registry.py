@@ -137,9 +137,9 @@ class ModelEntry:
     # the family's rules beyond the option types (see "What a model's options may be" below)
     ranges: dict[str, "Range"] = field(default_factory=dict)
     checks: tuple[Callable[[dict], str | None], ...] = ()
-    # fn(directory | "hf-hub:org/name") -> our config | None: reads another library's config file
-    # (a Hugging Face or diffusers config.json) so that zoo.create(name, pretrained=that folder)
-    # builds the model the folder describes; None when the folder holds no such file.
+    # fn(directory | file | "hf-hub:org/name") -> our config | None: reads another library's config
+    # (a Hugging Face or diffusers config.json, the data of a Stable-Baselines3 zip) so that
+    # zoo.create(name, pretrained=that) builds the model it describes; None when it holds none.
     foreign_config: Callable[[Any], dict | None] | None = None
 
 

@@ -181,9 +181,35 @@ def read_state_dict(path: str | os.PathLike) -> CheckpointState:
                 "The file is truncated or corrupted: download or save it again."
             ) from None
         return _unwrap(obj, path)
+    if suffix == ".zip":
+        return _read_policy_zip(path)
     raise CheckpointError(
-        f"Unsupported checkpoint extension {suffix!r} for {path}; use .safetensors, or .pt/.pth/.bin."
+        f"Unsupported checkpoint extension {suffix!r} for {path}; use .safetensors, .pt/.pth/.bin, or a "
+        "Stable-Baselines3 .zip."
     )
+
+
+def _read_policy_zip(path: Path) -> CheckpointState:
+    """The ``policy.pth`` tensors of a Stable-Baselines3 ``model.save()`` zip, read with
+    ``weights_only=True``; the zip's other (pickled) entries are never unpickled."""
+    import io
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "policy.pth" not in archive.namelist():
+                raise CheckpointError(
+                    f"{path} is a zip without policy.pth: not a Stable-Baselines3 save, or one truncated or "
+                    f"corrupted (it reads as {', '.join(archive.namelist()[:6]) or 'nothing'}); pass a "
+                    ".safetensors/.pt file or a complete SB3 zip.")
+            raw = archive.read("policy.pth")
+        obj = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"Could not read {path} as a Stable-Baselines3 zip ({type(exc).__name__}); the file "
+                              "is truncated or corrupted: save it again.") from None
+    except pickle.UnpicklingError:
+        raise UnsafeCheckpointError(f"Refused to load {path}: its policy.pth holds pickled Python objects, and the zoo "
+                                    "only loads tensors (torch.load(weights_only=True)). Nothing was executed.") from None
+    return _unwrap(obj, path)
 
 
 def find_weight_file(directory: Path) -> Path:

@@ -30,6 +30,18 @@ def _sb3_actor_critic(model, obs):
         return dist, policy.predict_values(t).squeeze(-1)
 
 
+def _same_through_zoo_create(ours, name, path, **kwargs):
+    """zoo.create(name, pretrained=zip) builds the architecture the zip describes (the registry's
+    foreign_config) and loads the same tensors as load_sb3."""
+    import zoo
+
+    created = zoo.create(name, pretrained=path, **kwargs)
+    assert created.load_report.layout == "sb3" and created.zoo_config == ours.zoo_config
+    state = ours.state_dict()
+    assert created.state_dict().keys() == state.keys()
+    assert all(torch.equal(v, state[k]) for k, v in created.state_dict().items())
+
+
 @pytest.mark.parametrize("env_id, kwargs", [
     ("CartPole-v1", {}),
     ("Pendulum-v1", {}),
@@ -41,6 +53,7 @@ def test_sb3_ppo_zip_gives_the_same_distribution_and_value(env_id, kwargs, tmp_p
     model.save(tmp_path / "ppo.zip")
     ours = load_sb3("ppo_mlp", tmp_path / "ppo.zip", env=env_id).eval()
     assert ours.load_report.layout == "sb3"
+    _same_through_zoo_create(ours, "ppo_mlp", tmp_path / "ppo.zip", env=env_id)
     obs = _obs(model.observation_space)
     dist, value = _sb3_actor_critic(model, obs)
     with torch.no_grad():
@@ -61,6 +74,7 @@ def test_sb3_dqn_zip_gives_the_same_q_values(tmp_path):
     model.learn(100)
     model.save(tmp_path / "dqn.zip")
     ours = load_sb3("dqn_mlp", tmp_path / "dqn.zip", env="CartPole-v1").eval()
+    _same_through_zoo_create(ours, "dqn_mlp", tmp_path / "dqn.zip", env="CartPole-v1")
     obs = _obs(model.observation_space)
     with torch.no_grad():
         expected = model.q_net(torch.as_tensor(obs))
@@ -145,3 +159,21 @@ def test_sb3_zip_config_reads_the_architecture_and_ignores_other_files(tmp_path)
     assert sb3_zip_config("ppo_mlp", tmp_path / "ppo.zip") == {"net_arch": (16, 8), "activation": "relu"}
     torch.save({}, tmp_path / "w.pth")
     assert sb3_zip_config("ppo_mlp", tmp_path / "w.pth") is None
+
+
+def test_zips_that_are_not_sb3_saves_are_clear_errors(tmp_path):
+    import zipfile
+
+    import zoo
+
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("weights.bin", b"123")
+    with pytest.raises(zoo.CheckpointError, match="without policy.pth"):
+        zoo.create("ppo_mlp", env="CartPole-v1", pretrained=tmp_path / "other.zip")
+    model = sb3.PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.save(tmp_path / "ppo.zip")
+    data = (tmp_path / "ppo.zip").read_bytes()
+    for cut in (data[:-30], data[: len(data) // 2], data[:40]):  # the archive's directory gone, or more
+        (tmp_path / "cut.zip").write_bytes(cut)
+        with pytest.raises(zoo.CheckpointError, match="truncated or corrupted"):
+            zoo.create("ppo_mlp", env="CartPole-v1", pretrained=tmp_path / "cut.zip")
