@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from zoo.shared.atomic import write_json
 from zoo.shared.data_paths import data_root
 from zoo.shared.errors import InvalidConfigError
 from zoo.shared.factory import create
@@ -248,8 +249,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{args.model}: test {metric} {mean:.2f} +- {std:.2f}% over {len(runs)} run(s)"
           + ("; " + ", ".join(f"{k} {m:.2f}" for k, (m, _) in per_split.items()) if len(per_split) > 1 else ""))
     if args.output_dir:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.output_dir) / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 
 

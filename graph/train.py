@@ -26,7 +26,6 @@ full-batch.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from zoo.shared.atomic import write_json
 from zoo.shared.atomic import check_writable
 from zoo.shared.data_paths import data_root
 from zoo.shared.factory import create
@@ -313,8 +313,7 @@ def run(args: argparse.Namespace) -> dict:
                "runs": results, "seconds": round(time.perf_counter() - start, 1)}
     print(f"{name} {data.name}: test accuracy {mean:.2f} +- {std:.2f} over {len(results)} seed(s)")
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(out_dir / "results.json", summary)
     return summary
 
 

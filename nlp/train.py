@@ -17,7 +17,6 @@ norm clipped at 5.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.shared.atomic import write_json
 from zoo.shared.data_paths import data_root
 from zoo.shared.errors import DatasetError
 from zoo.shared.factory import create
@@ -318,8 +318,7 @@ def run(args: argparse.Namespace) -> dict:
     print(f"{args.model}: eng.testb F1 {mean:.2f} +- {std:.2f} over {len(runs)} seed(s); "
           + ", ".join(f"{t} {m:.2f} +- {s:.2f}" for t, (m, s) in per_type.items()))
     if args.output_dir:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.output_dir) / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 
 

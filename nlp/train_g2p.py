@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from zoo.shared.atomic import write_json
 from zoo.shared.errors import InputError
 from zoo.shared.factory import create
 from zoo.shared.training import LossSum, Task, TrainConfig, Trainer
@@ -252,8 +253,7 @@ def run(args: argparse.Namespace) -> dict:
         (Path(args.save_model) / "vocab.json").write_text(json.dumps(
             {"letters": letters.tokens, "phonemes": phonemes.tokens, "stress": args.stress}, indent=1) + "\n")
     if args.output_dir:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.output_dir) / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 
+from zoo.shared.atomic import write_json
 from zoo.shared.data_paths import data_root
 from zoo.shared.errors import DatasetError
 from zoo.shared.factory import create
@@ -204,8 +205,7 @@ def run(args: argparse.Namespace) -> dict:
         save_pretrained(model, args.save_model)
         (Path(args.save_model) / "vocab.json").write_text(json.dumps(vocab.chars) + "\n")
     if args.output_dir:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
-        (Path(args.output_dir) / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 
 

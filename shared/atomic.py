@@ -204,3 +204,15 @@ def check_writable(directory: str | os.PathLike, required_bytes: int = 0) -> Pat
             error.errno = errno.ENOSPC
             raise error
     return directory
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically, creating its folder (a recipe's
+    ``results.json``): a run stopped mid-write leaves the previous file, never half of one."""
+    import json
+
+    path = Path(path)
+    make_dirs(path.parent)
+    with atomic_open(path) as f:
+        f.write((json.dumps(obj, indent=2) + "\n").encode())
+    return path

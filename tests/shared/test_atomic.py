@@ -297,3 +297,21 @@ def test_check_writable_with_real_permissions():
     finally:
         os.chmod(base / "ro", 0o755)
         shutil.rmtree(base)
+
+
+def test_write_json_creates_the_folder_and_replaces_the_file_whole(tmp_path, monkeypatch):
+    import json
+
+    from zoo.shared.atomic import write_json
+
+    path = write_json(tmp_path / "run" / "results.json", {"f1": 0.5})
+    assert json.loads(path.read_text()) == {"f1": 0.5}
+
+    def broken(obj, indent=None):
+        raise RuntimeError("stopped mid-write")
+
+    monkeypatch.setattr(json, "dumps", broken)
+    with pytest.raises(RuntimeError):
+        write_json(path, {"f1": 0.9})
+    assert path.read_text() == "{\n  \"f1\": 0.5\n}\n"
+    assert [p.name for p in path.parent.iterdir()] == ["results.json"]  # no temporary file left
