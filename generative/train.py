@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from zoo.shared.cli_types import fraction, positive_float, positive_int
 from zoo.shared.errors import InvalidConfigError
 from zoo.shared.factory import create
 from zoo.shared.training import (
@@ -278,54 +279,33 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool) ->
 # -------------------------------------------------------------------------------------------------
 
 
-def _count(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return n
-
-
-def _fraction(value: str) -> float:
-    x = float(value)
-    if not 0.0 <= x < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return x
-
-
-def _positive(value: str) -> float:
-    x = float(value)
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return x
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoo.generative.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="dcgan", help=f"recipe ({', '.join(RECIPES)}) or model it trains")
     p.add_argument("--data", default="digits", help="'digits' (scikit-learn's, offline) or a folder of images")
-    p.add_argument("--img-size", type=_count, default=32, help="image size (digits are upsampled to it)")
-    p.add_argument("--epochs", type=_count, default=None, help="default: the recipe's")
-    p.add_argument("--max-steps", type=_count, default=None, help="stop after this many batches")
-    p.add_argument("--max-images", type=_count, default=None, help="train on the first N images only (smoke runs)")
-    p.add_argument("--batch-size", type=_count, default=None)
-    p.add_argument("--lr", type=_positive, default=None, help="default: the paper's")
-    p.add_argument("--width", type=_count, default=None,
+    p.add_argument("--img-size", type=positive_int, default=32, help="image size (digits are upsampled to it)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's")
+    p.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many batches")
+    p.add_argument("--max-images", type=positive_int, default=None, help="train on the first N images only (smoke runs)")
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--lr", type=positive_float, default=None, help="default: the paper's")
+    p.add_argument("--width", type=positive_int, default=None,
                    help="ngf = ndf (GANs, default 64), the conv VAE's base channels, the U-Net's first width")
-    p.add_argument("--nz", type=_count, default=100, help="GAN noise size")
-    p.add_argument("--n-critic", type=_count, default=5, help="WGAN-GP: critic updates per generator update")
+    p.add_argument("--nz", type=positive_int, default=100, help="GAN noise size")
+    p.add_argument("--n-critic", type=positive_int, default=5, help="WGAN-GP: critic updates per generator update")
     p.add_argument("--gp-lambda", type=float, default=10.0, help="WGAN-GP: gradient-penalty weight")
-    p.add_argument("--latent-dim", type=_count, default=16, help="VAE latent size")
+    p.add_argument("--latent-dim", type=positive_int, default=16, help="VAE latent size")
     p.add_argument("--likelihood", default="bernoulli", choices=["bernoulli", "gaussian"], help="VAE p(x|z)")
     p.add_argument("--beta", type=float, default=1.0, help="VAE: weight of the KL term (beta-VAE)")
-    p.add_argument("--iwae-k", type=_count, default=100, help="VAE: samples of the test log-likelihood bound")
-    p.add_argument("--timesteps", type=_count, default=1000, help="DDPM: training timesteps T")
+    p.add_argument("--iwae-k", type=positive_int, default=100, help="VAE: samples of the test log-likelihood bound")
+    p.add_argument("--timesteps", type=positive_int, default=1000, help="DDPM: training timesteps T")
     p.add_argument("--beta-schedule", default="linear", choices=["linear", "cosine"])
     p.add_argument("--prediction", default="epsilon", choices=["epsilon", "v_prediction"])
-    p.add_argument("--ema-decay", type=_fraction, default=None, help="EMA of the sampling model (0: off; "
+    p.add_argument("--ema-decay", type=fraction, default=None, help="EMA of the sampling model (0: off; "
                    "default 0.999 for ddpm, off for the others), with warm-up")
-    p.add_argument("--grid-n", type=_count, default=64, help="images in each epoch's sample grid")
-    p.add_argument("--grid-steps", type=_count, default=50, help="DDPM: DDIM steps for the epoch grids")
+    p.add_argument("--grid-n", type=positive_int, default=64, help="images in each epoch's sample grid")
+    p.add_argument("--grid-steps", type=positive_int, default=50, help="DDPM: DDIM steps for the epoch grids")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--output-dir", default=None, help="default: runs/generative/<model>")

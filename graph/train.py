@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from zoo.shared.cli_types import fraction, non_negative_int, positive_int
 from zoo.shared.atomic import write_json
 from zoo.shared.atomic import check_writable
 from zoo.shared.data_paths import data_root
@@ -92,27 +93,6 @@ def selection(rule: str, patience: int = 0) -> BestTracker:
     return BestTracker(SELECT_RULES[rule](), patience or None)
 
 
-def _positive(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return n
-
-
-def _non_negative(value: str) -> int:
-    n = int(value)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return n
-
-
-def _probability(value: str) -> float:
-    p = float(value)
-    if not 0.0 <= p < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return p
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoo.graph.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,21 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None,
                    help="directory of the raw ind.<name>.* files (default: $ZOO_DATA/planetoid, else "
                         "the zoo cache, downloaded when missing)")
-    p.add_argument("--epochs", type=_positive, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--decay-scope", choices=["all", "first"], default=None,
                    help="weight decay on all parameters or on the first layer only (GCN paper)")
-    p.add_argument("--patience", type=_non_negative, default=None, help="0: no early stopping")
+    p.add_argument("--patience", type=non_negative_int, default=None, help="0: no early stopping")
     p.add_argument("--select", choices=SELECT_RULES, default=None,
                    help="model selection and patience rule (see SELECT_RULES; default: the recipe's)")
-    p.add_argument("--hidden-channels", type=_positive, default=None)
-    p.add_argument("--heads", type=_positive, default=None)
-    p.add_argument("--dropout", type=_probability, default=None)
+    p.add_argument("--hidden-channels", type=positive_int, default=None)
+    p.add_argument("--heads", type=positive_int, default=None)
+    p.add_argument("--dropout", type=fraction, default=None)
     p.add_argument("--fanouts", type=int, nargs="+", default=None,
                    help="graphsage: neighbours sampled per hop, seeds' hop first (e.g. 15 10; -1: all)")
-    p.add_argument("--batch-size", type=_positive, default=None, help="seed nodes per mini-batch with --fanouts")
-    p.add_argument("--seeds", type=_positive, default=1,
+    p.add_argument("--batch-size", type=positive_int, default=None, help="seed nodes per mini-batch with --fanouts")
+    p.add_argument("--seeds", type=positive_int, default=1,
                    help="number of runs (seeds seed..seed+N-1); reports mean +- std")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
