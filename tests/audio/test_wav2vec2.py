@@ -255,3 +255,26 @@ def test_zoo_create_reads_a_hf_folder_through_the_key_map(ctc, tmp_path):
     assert model.zoo_config == zoo.create("wav2vec2_base", **config).zoo_config
     with torch.no_grad():
         torch.testing.assert_close(model(x)[0], hf_output(reference, x), atol=1e-5, rtol=1e-5)
+
+
+def test_hf_hub_repo_through_the_offline_cache(tmp_path, monkeypatch):
+    """``hf-hub:org/name`` (the way to bring the published checkpoints) resolves in the hub cache:
+    config and weights of a Wav2Vec2ForCTC repo, with no network."""
+    from huggingface_hub import constants
+
+    reference = hf_model("group", True).eval()
+    reference.save_pretrained(tmp_path / "hf")
+    snapshot = tmp_path / "hub" / "models--someorg--tiny-w2v" / "snapshots" / "0123456789abcdef"
+    snapshot.mkdir(parents=True)
+    (tmp_path / "hub" / "models--someorg--tiny-w2v" / "refs").mkdir()
+    (tmp_path / "hub" / "models--someorg--tiny-w2v" / "refs" / "main").write_text("0123456789abcdef")
+    for path in (tmp_path / "hf").iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    x = 0.1 * torch.randn(1, 1600)
+    for model in (zoo.create("wav2vec2_base", pretrained="hf-hub:someorg/tiny-w2v"),
+                  from_huggingface("hf-hub:someorg/tiny-w2v")):
+        assert model.load_report.layout == "huggingface"
+        with torch.no_grad():
+            torch.testing.assert_close(model.eval()(x)[0], hf_output(reference, x), atol=1e-5, rtol=1e-5)
