@@ -131,8 +131,8 @@ def _from_env(env: str | None, observation_space, action_space, algo: str) -> di
 def plain_config(config: dict[str, Any], algo: str) -> dict[str, Any]:
     """``config`` with ``env`` / ``observation_space`` / ``action_space`` replaced by the sizes they
     stand for: what a saved policy's config.json should record (a gymnasium Space is not JSON, and
-    the saved policy should not need the environment to be rebuilt). For the registry to record
-    (requested as a ``register_model`` hook); the recipe builds its policies from this form."""
+    the saved policy should not need the environment to be rebuilt). The registry records it as
+    ``model.zoo_config`` (``record_config``); the recipe builds its policies from this form."""
     derived = _from_env(config.get("env"), config.get("observation_space"), config.get("action_space"), algo)
     kept = {k: v for k, v in config.items() if k not in ("env", "observation_space", "action_space")}
     return {**kept, **derived}
@@ -411,6 +411,7 @@ register_model(
     "ppo_mlp", ActorCritic, dict(net_arch=(64, 64), activation="tanh"), domain="rl", task="policy",
     paper=PPO_PAPER, inputs="observations (batch, obs_dim) float; env= / observation_space= + action_space= set sizes",
     key_maps=SB3_MAPS, foreign_config=_sb3_hook("ppo_mlp"),
+    record_config=lambda config: plain_config(config, "ppo"),
     test=TestSpec(config=dict(obs_shape=(5,), action_dim=2, continuous=True, net_arch=(8, 8)), inputs=_vector_inputs,
                   output_shape=_ac_width),
 )
@@ -419,6 +420,7 @@ register_model(
                                         activation="relu"),
     domain="rl", task="policy", paper=PPO_PAPER, inputs="stacked frames (batch, 4, 84, 84), bytes 0..255",
     key_maps=SB3_MAPS, foreign_config=_sb3_hook("ppo_nature_cnn"),
+    record_config=lambda config: plain_config(config, "ppo"),
     test=TestSpec(config=dict(obs_shape=(2, 36, 36), action_dim=3, features_dim=16), inputs=_frame_inputs,
                   output_shape=_ac_width),
 )
@@ -426,6 +428,7 @@ register_model(
     "dqn_mlp", QNetwork, dict(net_arch=(64, 64), activation="relu"), domain="rl", task="q-values",
     paper=DQN_PAPER, inputs="observations (batch, obs_dim) float; env= / observation_space= + action_space= set sizes",
     key_maps=SB3_MAPS, foreign_config=_sb3_hook("dqn_mlp"),
+    record_config=lambda config: plain_config(config, "dqn"),
     test=TestSpec(config=dict(obs_shape=(5,), action_dim=3, net_arch=(8, 8), dueling=True), inputs=_vector_inputs,
                   output_shape=lambda cfg, batch: (batch, cfg["action_dim"])),
 )
@@ -433,6 +436,7 @@ register_model(
     "dqn_nature_cnn", QNetwork, dict(obs_shape=(4, 84, 84), action_dim=6, net_arch=(), encoder="nature_cnn"),
     domain="rl", task="q-values", paper=DQN_PAPER, inputs="stacked frames (batch, 4, 84, 84), bytes 0..255",
     key_maps=SB3_MAPS, foreign_config=_sb3_hook("dqn_nature_cnn"),
+    record_config=lambda config: plain_config(config, "dqn"),
     test=TestSpec(config=dict(obs_shape=(2, 36, 36), action_dim=3, features_dim=16), inputs=_frame_inputs,
                   output_shape=lambda cfg, batch: (batch, cfg["action_dim"])),
 )

@@ -141,6 +141,10 @@ class ModelEntry:
     # (a Hugging Face or diffusers config.json, the data of a Stable-Baselines3 zip) so that
     # zoo.create(name, pretrained=that) builds the model it describes; None when it holds none.
     foreign_config: Callable[[Any], dict | None] | None = None
+    # fn(config) -> the config to record as model.zoo_config (what save_pretrained writes) when the
+    # options a user passes are not plain values: an RL policy built from gymnasium spaces records
+    # the sizes they stand for, so the saved config.json is JSON and rebuilds the same network.
+    record_config: Callable[[dict], dict] | None = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -387,6 +391,7 @@ def register_model(
     ranges: Mapping[str, Range] | None = None,
     checks: Sequence[Callable[[dict], str | None]] = (),
     foreign_config: Callable[[Any], dict | None] | None = None,
+    record_config: Callable[[dict], dict] | None = None,
 ) -> ModelEntry:
     """Add an architecture to the registry. ``builder(**config)`` must return an ``nn.Module``.
 
@@ -450,6 +455,9 @@ def register_model(
             raise InvalidConfigError(
                 f"register_model: {name}: {getattr(builder, '__name__', builder)} needs {', '.join(required)}, "
                 "which has no default: give it in the registered config.")
+    if record_config is not None and not callable(record_config):
+        raise InvalidConfigError(f"register_model: {name}: record_config must be a function config -> config, "
+                                 f"got {_show(record_config)}.")
     if foreign_config is not None and not callable(foreign_config):
         raise InvalidConfigError(f"register_model: {name}: foreign_config must be a function "
                                  f"(folder or 'hf-hub:org/name') -> config | None, got {_show(foreign_config)}.")
@@ -475,6 +483,7 @@ def register_model(
         ranges=dict(ranges or {}),
         checks=tuple(checks),
         foreign_config=foreign_config,
+        record_config=record_config,
     )
     try:
         entry.config = check_config(entry, config)
@@ -543,7 +552,7 @@ def build(entry: ModelEntry, config: Mapping[str, Any]):
     """Call the builder and stamp the model with its registry name and config."""
     model = entry.builder(**config)
     model.zoo_name = entry.name
-    model.zoo_config = dict(config)
+    model.zoo_config = entry.record_config(dict(config)) if entry.record_config else dict(config)
     return model
 
 

@@ -120,3 +120,17 @@ def test_plain_config_replaces_spaces_by_the_sizes_and_rebuilds_the_same_policy(
     b = ActorCritic(**plain)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert plain_config({"env": "CartPole-v1"}, "dqn") == {"obs_shape": (4,), "action_dim": 2}
+
+
+@pytest.mark.parametrize("name, env_id", [("ppo_mlp", "Pendulum-v1"), ("dqn_mlp", "CartPole-v1")])
+def test_a_policy_built_from_spaces_saves_plain_sizes_and_reloads(name, env_id, tmp_path):
+    import json
+
+    env = gym.make(env_id)
+    model = zoo.create(name, observation_space=env.observation_space, action_space=env.action_space)
+    zoo.save_pretrained(model, tmp_path)  # a gymnasium Space is not JSON: the registry records the sizes
+    saved = json.loads((tmp_path / "config.json").read_text())["config"]
+    assert "observation_space" not in saved and saved["obs_shape"] == list(env.observation_space.shape)
+    loaded = zoo.from_pretrained(tmp_path)
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())

@@ -169,6 +169,7 @@ BAD_REGISTRATIONS = [
     (dict(checks=[lambda cfg: "width and num_classes disagree"]), "width and num_classes disagree"),
     (dict(checks=["not a function"]), "checks must be functions"),
     (dict(foreign_config="config.json"), "foreign_config must be a function"),
+    (dict(record_config={"width": 4}), "record_config must be a function"),
     (dict(weights=[WeightSource("a"), WeightSource("a", url="https://x/y.pth")]), "two weight sources are tagged 'a'"),
     (dict(weights=[WeightSource("In1K")]), "weight tag 'In1K' is not a tag"),
     (dict(weights=["a"]), "weights must be WeightSource rows"),
