@@ -403,10 +403,10 @@ def from_huggingface(source: str | os.PathLike, **overrides):
     models, ``wav2vec2_large`` for 1024-wide ones, else ``wav2vec2_base``); ``overrides`` change
     the config read from the file."""
     from zoo.shared.factory import create
-    from zoo.shared.weights import find_weight_file, resolve_hf_hub
+    from zoo.shared.weights import find_weight_file, hub_folder
 
     spec = str(source)
-    directory = resolve_hf_hub(spec).parent if spec.startswith("hf-hub:") else Path(spec).expanduser()
+    directory = hub_folder(spec) if spec.startswith("hf-hub:") else Path(spec).expanduser()
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise InvalidConfigError(f"{directory} has no config.json; pass a Hugging Face wav2vec2 folder, or build "
@@ -421,10 +421,10 @@ def hf_folder_config(source) -> dict | None:
     """The registry's ``foreign_config`` hook: our config from the Hugging Face ``config.json`` of a
     folder or ``hf-hub:org/name`` (None when there is none, or it is a zoo ``save_pretrained`` file),
     so ``zoo.create("wav2vec2_base", pretrained=hf_folder)`` builds the model the folder describes."""
-    from zoo.shared.weights import resolve_hf_hub
+    from zoo.shared.weights import hub_folder
 
     spec = str(source)
-    directory = resolve_hf_hub(spec).parent if spec.startswith("hf-hub:") else Path(spec).expanduser()
+    directory = hub_folder(spec) if spec.startswith("hf-hub:") else Path(spec).expanduser()
     path = directory / "config.json"
     if not path.is_file():
         return None

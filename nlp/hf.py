@@ -151,18 +151,9 @@ def hf_folder(spec: str | os.PathLike) -> Path:
     cache (the snapshot folder holding config.json beside the weights)."""
     text = os.fspath(spec)
     if isinstance(text, str) and text.startswith("hf-hub:"):
-        from huggingface_hub import hf_hub_download
+        from zoo.shared.weights import hub_folder
 
-        from zoo.shared.weights import is_offline, resolve_hf_hub
-
-        folder = resolve_hf_hub(text).parent
-        if not (folder / "config.json").is_file():  # fetched beside the weights (or found in the cache)
-            try:
-                hf_hub_download(text[len("hf-hub:"):].strip("/"), "config.json", local_files_only=is_offline())
-            except Exception as exc:
-                raise PretrainedNotFoundError(f"{text}: no config.json beside the weights in {folder} "
-                                              f"({type(exc).__name__}).") from None
-        return folder
+        return hub_folder(text)
     path = Path(text).expanduser()
     if not path.is_dir():
         raise PretrainedNotFoundError(f"{path} is not a directory; pass a Hugging Face model folder or "

@@ -22,6 +22,7 @@ from .weights import (
     load_weights,
     read_state_dict,
     read_zoo_config,
+    hub_folder,
     resolve_hf_hub,
     resolve_source,
 )
@@ -173,7 +174,7 @@ def from_pretrained(path: str | os.PathLike, **overrides: Any) -> torch.nn.Modul
     """Rebuild a model saved by ``save_pretrained`` (a directory or ``hf-hub:org/name``)."""
     spec = str(path)
     if spec.startswith("hf-hub:"):
-        directory = resolve_hf_hub(spec).parent  # the hub snapshot holds config.json beside the weights
+        directory = hub_folder(spec)  # the hub snapshot: config.json beside the weights
     else:
         directory = Path(spec).expanduser()
         if not directory.is_dir():

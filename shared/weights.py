@@ -362,6 +362,20 @@ def resolve_hf_hub(spec: str) -> Path:
     return path
 
 
+def hub_folder(spec: str) -> Path:
+    """``hf-hub:org/name`` -> the snapshot folder of the hub cache holding its weights and the
+    ``config.json`` beside them (fetched when the cache has the weights alone): the folder that
+    ``from_pretrained`` and the registry's ``foreign_config`` hooks read."""
+    folder = resolve_hf_hub(spec).parent
+    if not (folder / "config.json").is_file():
+        path, tried = _hf_download(spec[len("hf-hub:"):].strip("/"), ("config.json",), local_only=is_offline())
+        if path is None:
+            raise PretrainedNotFoundError(f"{spec}: no config.json beside the weights in {folder}. Looked in:\n  "
+                                          + "\n  ".join(tried))
+        folder = path.parent
+    return folder
+
+
 def _download(url: str, target: Path, name: str, source: WeightSource) -> Path:
     """Fetch ``url`` to ``target``, hashing as it streams; the file appears under its final name
     only once complete and verified, so a failed or forged download leaves nothing to be loaded."""

@@ -167,10 +167,10 @@ def load_predictor(pretrained: str, img_size: int | None = None, mean=None, std=
     """A :class:`Predictor` for a ``save_pretrained`` directory (or ``hf-hub:org/name``)."""
     import zoo
     from zoo.shared.registry import get_entry
-    from zoo.shared.weights import read_zoo_config, resolve_hf_hub
+    from zoo.shared.weights import hub_folder, read_zoo_config
 
     spec = str(pretrained)
-    directory = resolve_hf_hub(spec).parent if spec.startswith("hf-hub:") else Path(spec).expanduser()
+    directory = hub_folder(spec) if spec.startswith("hf-hub:") else Path(spec).expanduser()
     model = zoo.from_pretrained(spec)  # names a missing directory, weights or config
     saved = read_zoo_config(directory) or {}
     entry = get_entry(model.zoo_name)

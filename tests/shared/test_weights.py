@@ -322,6 +322,10 @@ def test_from_pretrained_hf_hub(reference, x, tmp_path, monkeypatch):
     files = {p.name: (lambda dst, src=p: dst.write_bytes(src.read_bytes())) for p in (tmp_path / "saved").iterdir()}
     _fake_hub_cache(tmp_path / "hub", "someorg/saved", files)
     _same_output(reference, zoo.from_pretrained("hf-hub:someorg/saved"), x)
+    files.pop("config.json")  # a cache holding the weights alone: config.json is fetched, here offline
+    _fake_hub_cache(tmp_path / "hub", "someorg/weights-only", files)
+    with pytest.raises(zoo.PretrainedNotFoundError, match="(?s)no config.json beside the weights.*config.json"):
+        zoo.from_pretrained("hf-hub:someorg/weights-only")
 
 
 # -- inputs --------------------------------------------------------------------------------------------
