@@ -337,9 +337,9 @@ def main(argv=None) -> int:
     """``zoo train NAME`` for every nlp model with a recipe: the taggers here, the G2P Transformers
     and the character-level GPT in their own modules."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    names = [a.split("=", 1)[1] for a in argv if a.startswith("--model=")]
-    names += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model"]
-    recipe = recipe_module(names[-1]) if names else sys.modules[__name__]
+    picker = argparse.ArgumentParser(add_help=False)  # --model as the recipes' parsers read it
+    picker.add_argument("--model", default=MODELS[0])
+    recipe = recipe_module(picker.parse_known_args(argv)[0].model)
     if recipe is not sys.modules[__name__]:
         return recipe.main(argv)
     run(build_parser().parse_args(argv))
