@@ -129,9 +129,9 @@ class TaggingTask(Task):
         for key in ("gold", "predicted", "correct"):
             sums.update({f"{key}/{t}": 0 for t in self.types})
         lengths = mask.sum(-1).tolist()
-        starts = batch[4].tolist() if len(batch) > 4 and batch[4] is not None else [[True]] * len(words)
-        for path, gold, n, first in zip(model.crf.decode(emissions, mask=mask), tags.tolist(), lengths, starts):
-            cuts = [i for i in range(n) if i < len(first) and first[i]] + [n]
+        starts = batch[4] if len(batch) > 4 else None  # None: each row is one sentence
+        for row, (path, gold, n) in enumerate(zip(model.crf.decode(emissions, mask=mask), tags.tolist(), lengths)):
+            cuts = (starts[row, :n].nonzero().flatten().tolist() if starts is not None else [0]) + [n]
             for a, b in zip(cuts, cuts[1:]):  # spans sentence by sentence, as the files count them
                 p = {(t, a + i, a + j) for t, i, j in spans(self.tags.decode(path[a:b]))}
                 g = {(t, a + i, a + j) for t, i, j in spans(self.tags.decode(gold[a:b]))}
