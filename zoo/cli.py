@@ -1,5 +1,6 @@
 """The ``zoo`` command: ``list``, ``info NAME``, ``predict``, ``train NAME ...``, ``finetune NAME ...``,
-``eval NAME ...``, ``sample NAME ...``.
+``eval NAME ...``, ``sample NAME ...``, and the tools ``export``, ``quantize``, ``serve``, ``distill``,
+``pretrain`` (``TOOL_COMMANDS``).
 
 ``zoo train NAME [options]`` runs the recipe of NAME's domain (``zoo.vision.train``, ``zoo.graph.train``,
 ``<domain>.train``) with ``--model NAME`` and the options, which may also come before NAME;
@@ -22,7 +23,15 @@ RECIPE_COMMANDS = ("train", "finetune", "eval", "sample")
 RECIPE_MODULES = {"eval": "evaluate"}  # command -> its module in the domain (zoo eval -> zoo.rl.evaluate)
 # recipes named after a method rather than one registered model: the domain that runs them
 RECIPE_ALIASES = {"ppo": "rl", "dqn": "rl", "a2c": "rl",
-                  "dcgan": "generative", "wgan_gp": "generative", "vae": "generative", "ddpm": "generative"}
+                  "dcgan": "generative", "wgan_gp": "generative", "vae": "generative", "ddpm": "generative",
+                  "dann": "techniques"}  # zoo train dann -> zoo.techniques.train
+# commands that are not a domain's recipe: `zoo export ...` runs zoo.deploy.export.main(argv); each module
+# has main(argv) and build_parser() (for `zoo export --help`)
+TOOL_COMMANDS = {"export": ("zoo.deploy.export", "export a saved model to ONNX / torch.export / TorchScript"),
+                 "quantize": ("zoo.deploy.quantize", "int8-quantize a saved model (dynamic or calibrated static)"),
+                 "serve": ("zoo.deploy.serve", "serve a saved model over HTTP (FastAPI + uvicorn)"),
+                 "distill": ("zoo.techniques.distill", "knowledge distillation from a teacher into a student"),
+                 "pretrain": ("zoo.techniques.pretrain", "self-supervised pretraining (zoo pretrain simclr NAME)")}
 RECIPE_HELP = {"train": "train a model", "finetune": "fine-tune pretrained weights on new classes",
                "eval": "evaluate a saved model (rl: episodes on an environment)",
                "sample": "draw samples from a saved generative model into a PNG grid"}
@@ -189,6 +198,29 @@ def _recipe_module(domain: str, command: str):
                    f"zoo {command} works for {', '.join(have) or 'no domain'} models")
 
 
+def _cmd_tool(command: str, rest: list[str]) -> int:
+    """``zoo export ...``: ``TOOL_COMMANDS[command]``'s ``main(rest)``, with its errors on one line."""
+    import importlib
+
+    from zoo.shared.errors import ZooError
+
+    module_name = TOOL_COMMANDS[command][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise ZooError(f"zoo {command} is not available in this installation ({module_name} is missing)") from exc
+        raise ZooError(f"zoo {command} needs the {exc.name!r} module, which is not installed "
+                       f"(pip install {exc.name.split('.')[0]})") from exc
+    if any(a in ("-h", "--help") for a in rest) and hasattr(module, "build_parser"):
+        parser = module.build_parser()
+        parser.prog = f"zoo {command}"
+        parser.print_help()
+        return 0
+    with _usage_errors(hint=f"zoo {command}"):
+        return module.main(rest) or 0
+
+
 def _recipe_help(command: str) -> str:
     return (f"usage: zoo {command} NAME [options]\n\n"
             f"{RECIPE_HELP[command][0].upper()}{RECIPE_HELP[command][1:]}: the registered model NAME (or a method: "
@@ -211,7 +243,7 @@ def _cmd_recipe(command: str, rest: list[str]) -> int:
             raise
         print(_recipe_help(command), end="")  # `zoo train --help`: no name yet, say how to call it
         return 0
-    if name in RECIPE_ALIASES and not _is_model(name):  # zoo train ppo: the method's recipe
+    if name in RECIPE_ALIASES:  # zoo train ppo / zoo train dann: the method's recipe
         domain = RECIPE_ALIASES[name]
     else:
         domain = get_entry(name).domain  # an unknown name: the registry's "did you mean"
@@ -263,12 +295,16 @@ def build_parser() -> argparse.ArgumentParser:
         what = RECIPE_HELP[command]
         sub.add_parser(command, help=f"{what} with its domain's recipe: zoo {command} NAME [options] "
                                      f"(zoo {command} NAME --help lists them)", add_help=False)
+    for command, (_, what) in TOOL_COMMANDS.items():  # parsed by _cmd_tool
+        sub.add_parser(command, help=f"{what} (zoo {command} --help lists the options)", add_help=False)
     return parser
 
 
 def _run(argv: list[str]) -> int:
     if argv and argv[0] in RECIPE_COMMANDS:
         return _cmd_recipe(argv[0], argv[1:])
+    if argv and argv[0] in TOOL_COMMANDS:
+        return _cmd_tool(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     return {"list": _cmd_list, "info": _cmd_info, "predict": _cmd_predict}[args.command](args)
 

@@ -1,0 +1,1 @@
+"""Training techniques on the shared core: knowledge distillation, SimCLR, domain-adversarial training."""
