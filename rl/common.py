@@ -171,8 +171,20 @@ def linear_schedule(start: float, end: float, duration: int) -> Callable[[int], 
 # ------------------------------------------------------------------------------------------------
 
 
+def _looks_atari(env_id: str) -> bool:
+    return env_id.startswith("ALE/") or "NoFrameskip" in env_id
+
+
 def check_env_id(env_id: str) -> None:
-    """An unknown id is an InvalidConfigError naming the closest registered ids."""
+    """An unknown id is an InvalidConfigError naming the closest registered ids. Atari ids are
+    registered on first use (ale-py ships the ROMs; gymnasium knows them only once it is imported)."""
+    if isinstance(env_id, str) and env_id not in gym.registry and _looks_atari(env_id):
+        try:
+            import ale_py
+
+            gym.register_envs(ale_py)
+        except ImportError:
+            raise InvalidConfigError(f"{env_id!r} is an Atari id and needs ale-py (pip install ale-py).") from None
     if not isinstance(env_id, str) or env_id not in gym.registry:
         close = difflib.get_close_matches(str(env_id), list(gym.registry), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -181,12 +193,49 @@ def check_env_id(env_id: str) -> None:
             "lists them; Atari and Box2D ids need ale-py / box2d installed).")
 
 
-def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
+def is_atari(env_id: str) -> bool:
+    """An id served by ale-py (``ALE/Pong-v5``, ``PongNoFrameskip-v4``)."""
     check_env_id(env_id)
+    return "ale_py" in str(gym.spec(env_id).entry_point)
+
+
+def _resize_frame(frame: np.ndarray, size: int = 84) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BOX))  # area averaging
+
+
+def make_env(env_id: str, render_mode: str | None = None, **kwargs) -> gym.Env:
+    """``gym.make(env_id)``; an Atari game comes as the DQN paper saw it: each action repeated 4
+    frames with the last two max-pooled, 84x84 grayscale bytes, the last 4 stacked
+    (``FrameStackObservation``): observations of shape (4, 84, 84), uint8. The emulator is made
+    with ``frameskip=1`` so that the skipping happens once, in the wrapper. With OpenCV installed
+    that is gymnasium's ``AtariPreprocessing`` (also up to 30 no-op starts); without it, the same
+    pipeline from gymnasium's ``MaxAndSkipObservation`` and a Pillow area resize (no no-op starts)."""
+    check_env_id(env_id)
+    atari = is_atari(env_id)
+    if atari:
+        kwargs = {"frameskip": 1, **kwargs}
+        try:
+            import cv2  # noqa: F401  (AtariPreprocessing resizes with it)
+        except ImportError:
+            kwargs["obs_type"] = "grayscale"
+            atari = "no-cv2"
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
     try:
-        return gym.make(env_id, render_mode=render_mode, **kwargs)
+        env = gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise InvalidConfigError(f"environment {env_id!r} needs a package that is not installed: {exc}") from None
+    if atari == "no-cv2":
+        env = gym.wrappers.MaxAndSkipObservation(env, skip=4)
+        env = gym.wrappers.TransformObservation(env, _resize_frame, gym.spaces.Box(0, 255, (84, 84), np.uint8))
+    elif atari:
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84, grayscale_obs=True,
+                                              scale_obs=False, terminal_on_life_loss=False)
+    if atari:
+        env = gym.wrappers.FrameStackObservation(env, 4)
+    return env
 
 
 def make_vec_env(env_id: str, num_envs: int, seed: int, *, normalize_obs: bool = False,
@@ -198,11 +247,16 @@ def make_vec_env(env_id: str, num_envs: int, seed: int, *, normalize_obs: bool =
     gymnasium's ``NormalizeObservation`` / ``NormalizeReward``. They wrap each copy rather than the
     vector env because gymnasium's vector observation wrappers refuse SAME_STEP autoreset (they
     would leave ``final_obs`` unnormalised); per copy, the final observation is normalised like
-    every other. :func:`merged_obs_stats` combines the copies' statistics for evaluation."""
+    every other. :func:`merged_obs_stats` combines the copies' statistics for evaluation. Atari
+    games come through :func:`make_env`'s wrappers, and train on clipped rewards."""
     check_env_id(env_id)
 
+    atari = is_atari(env_id)
+
     def one() -> gym.Env:
-        env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id))
+        env = gym.wrappers.RecordEpisodeStatistics(make_env(env_id))
+        if atari:  # learn from the reward's sign (Mnih et al. 2015); the episode statistics keep the score
+            env = gym.wrappers.TransformReward(env, np.sign)
         if normalize_obs:
             env = gym.wrappers.NormalizeObservation(env)
         if normalize_reward:

@@ -46,7 +46,7 @@ class DQNConfig:
     gamma: float = 0.99
     n_step: int = 1  # n-step returns
     train_freq: int = 256  # env steps between training phases
-    gradient_steps: int = 128  # updates per training phase
+    gradient_steps: int = 128  # updates per training phase; -1: one per env step collected since the last
     target_update_interval: int = 10  # env steps between target-network updates
     tau: float = 1.0  # 1: copy the online network; < 1: Polyak averaging
     exploration_fraction: float = 0.16  # fraction of the run over which epsilon decays
@@ -109,6 +109,8 @@ class DQN:
                                        int(cfg.exploration_fraction * cfg.total_timesteps))
         self.rng = np.random.default_rng(coin_seed)  # the epsilon coin
         self.global_step, self.updates, self.last_loss = 0, 0, float("nan")
+        # SB3's gradient_steps=-1: as many updates as transitions collected in a training period
+        self.gradient_steps = cfg.gradient_steps if cfg.gradient_steps >= 0 else max(cfg.train_freq, cfg.num_envs)
         self.obs, _ = self.envs.reset(seed=cfg.seed)
         self.recent_returns: list[float] = []
 
@@ -119,12 +121,15 @@ class DQN:
         per minibatch, at a fraction of the calls). Double DQN asks the online network, which
         changes after each update, so its targets are computed minibatch by minibatch."""
         cfg, n = self.cfg, self.cfg.batch_size
-        b = self.buffer.sample(n * cfg.gradient_steps)
+        steps = self.gradient_steps
+        if steps == 0:
+            return float("nan")
+        b = self.buffer.sample(n * steps)
         obs, next_obs, actions = b["obs"].float(), b["next_obs"].float(), b["actions"].long().unsqueeze(1)
         if not cfg.double_dqn:
             all_targets = td_targets(None, self.target_net, next_obs, b["returns"], b["discounts"], False)
         losses = []
-        for g in range(cfg.gradient_steps):
+        for g in range(steps):
             part = slice(g * n, (g + 1) * n)
             if cfg.double_dqn:
                 y = td_targets(self.q_net, self.target_net, next_obs[part], b["returns"][part], b["discounts"][part],

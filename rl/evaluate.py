@@ -30,7 +30,7 @@ def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int
     import gymnasium as gym
 
     check_env_id(env_id)
-    envs = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(episodes)],
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(env_id) for _ in range(episodes)],
                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     obs, _ = envs.reset(seed=seed)
     returns = np.zeros(episodes)

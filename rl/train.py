@@ -9,7 +9,8 @@ on a separate environment (seeded apart from training); ``metrics.csv`` and ``cu
 ``last.pt`` the whole run state (``--resume`` continues it exactly), ``policy/`` the policy
 (``save_pretrained`` + ``normalization.json``; ``python -m zoo.rl.evaluate --pretrained DIR`` plays
 it). ``--hp field=value`` sets any field of the algorithm's config dataclass; the defaults are
-rl-baselines3-zoo's CartPole-v1 hyper-parameters.
+rl-baselines3-zoo's hyper-parameters for the environment (:mod:`zoo.rl.hyperparams`; an Atari id
+also gets the Nature CNN and the Atari wrappers), else its CartPole-v1 ones.
 """
 
 from __future__ import annotations
@@ -159,10 +160,11 @@ def train_one(args, algo_name: str, model_name: str | None, seed: int, out_dir: 
 
     from .common import make_env, merged_obs_stats
     from .evaluate import evaluate, record_gif, save_obs_stats
+    from .hyperparams import default_hyperparams
     from .policies import spaces_config
 
     Algo, Config = _algorithm(algo_name)
-    overrides = _parse_hp(Config, args.hp)
+    overrides = {**default_hyperparams(algo_name, args.env), **_parse_hp(Config, args.hp)}
     if args.total_steps is not None:
         overrides["total_timesteps"] = args.total_steps
     cfg = Config(**{**overrides, "env_id": args.env, "seed": seed, "device": args.device})
