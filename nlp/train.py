@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> dict:
         get_entry(args.model)  # an unknown name: the registry's suggestions
         from . import train_g2p, train_gpt
 
-        others = ", ".join([*train_g2p.MODELS, *train_gpt.MODELS])
+        others = ", ".join([*train_g2p.MODELS, *train_gpt.MODELS, "bert* (masked-LM pretraining)"])
         raise SystemExit(f"zoo.nlp.train trains the taggers {', '.join(MODELS)} (and {others} through their "
                          f"recipes); {args.model} has no recipe yet")
     folder = data_root("conll2003", args.data)
@@ -330,6 +330,10 @@ def recipe_module(name: str):
     for module in (train_g2p, train_gpt):
         if name in module.MODELS:
             return module
+    from . import train_mlm
+
+    if train_mlm.is_bert(name):  # zoo train bert_mini --text FILE: masked-LM pretraining
+        return train_mlm
     return sys.modules[__name__]
 
 
