@@ -362,6 +362,7 @@ def load_servable(pretrained: str | None = None, onnx: str | None = None, *, top
         id2label = meta.get("id2label") or (id2label if model is not None else None)
         pretrained_cfg = meta.get("pretrained_cfg") or (pretrained_cfg if model is not None else None)
         where = f"{onnx}.json"
+    zoo.list_models()  # the domains register their models (from_pretrained did when given a directory)
     entry = get_entry(name)
     if entry.task not in TASKS:
         raise InputError(f"{name} is a {entry.domain} {entry.task} model; zoo serve answers "
@@ -649,6 +650,9 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # accepted connections inherit it: without it a small answer written in two parts waits for the client's
+    # delayed ACK (Nagle), 40 ms a request on Linux, measured with a trivial endpoint (2 ms with it)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
