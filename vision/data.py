@@ -194,6 +194,26 @@ def load_digits(img_size: int = 32, test_fraction: float = DIGITS_TEST_FRACTION,
                      mean=(float(mean),), std=(float(std),), crop_pct=1.0, interpolation="bilinear")
 
 
+def label_subset(dataset: Dataset, fraction: float, seed: int) -> Subset:
+    """A stratified ``fraction`` of ``dataset``'s examples (at least one per class), drawn with
+    ``seed``: the few labelled examples of a semi-supervised comparison, the same for every arm of
+    that comparison run with the same seed. Labels are read by indexing the dataset once."""
+    import math
+
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < fraction <= 1.0:
+        raise InvalidConfigError(f"--label-fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return Subset(dataset, list(range(len(dataset))))
+    labels = [int(dataset[i][1]) for i in range(len(dataset))]
+    n_keep = max(math.ceil(fraction * len(labels)), len(set(labels)))
+    if n_keep >= len(labels):
+        return Subset(dataset, list(range(len(dataset))))
+    keep, _ = train_test_split(list(range(len(labels))), train_size=n_keep, random_state=seed, stratify=labels)
+    return Subset(dataset, sorted(keep))
+
+
 class _Transformed(Dataset):
     def __init__(self, base: Dataset, transform):
         self.base, self.transform = base, transform

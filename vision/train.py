@@ -23,7 +23,7 @@ import torch
 
 from zoo.shared.errors import InvalidConfigError
 from zoo.shared.factory import create
-from zoo.shared.registry import get_entry
+from zoo.shared.registry import get_entry, reset_classifier
 from zoo.shared.training import ClassificationTask, TrainConfig, Trainer, seed_everything
 
 from . import data as vdata
@@ -82,6 +82,9 @@ def build_parser(prog: str = "python -m zoo.vision.train", doc: str | None = __d
                    help="CutMix alpha on training batches (0: off); with --mixup, each batch picks one at random")
     p.add_argument("--classes", type=_classes_option, default=None,
                    help="digits only: keep these digits, e.g. '0-4' or '5,6,7' (labels renumbered from 0)")
+    p.add_argument("--label-fraction", type=bounded(float, 0, 1, above=True), default=1.0,
+                   help="train on this stratified fraction of the training images (at least one per class), "
+                        "drawn with --seed; validation and test sets stay whole")
     p.add_argument("--img-size", type=count, default=None, help="input size (digits: 32, folders: 224)")
     p.add_argument("--pretrained", default=None, help="weights file / directory / hf-hub:org/name to start from")
     p.add_argument("--epochs", type=count, default=None)
@@ -183,6 +186,33 @@ def save_confusion_matrix(preds, targets, classes: list[str], path: str | Path, 
     return path
 
 
+def _headless(pretrained) -> bool:
+    """True for a save_pretrained directory of a model without classifier (``num_classes`` 0), such
+    as the encoder ``zoo pretrain simclr`` writes."""
+    if not pretrained or not isinstance(pretrained, str) or not (Path(pretrained) / "config.json").is_file():
+        return False
+    try:
+        config = json.loads((Path(pretrained) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False  # create() reports an unreadable config with its own message
+    return isinstance(config, dict) and isinstance(config.get("config"), dict) \
+        and config["config"].get("num_classes") == 0
+
+
+def _create_model(name: str, pretrained, num_classes: int, in_chans: int, size_kw: dict):
+    """``create`` with the data's classes; a headless checkpoint (an encoder saved with ``num_classes``
+    0) is loaded as saved, strictly, and given a fresh classifier for ``num_classes``."""
+    if not _headless(pretrained):
+        return create(name, pretrained=pretrained or False, num_classes=num_classes, in_chans=in_chans, **size_kw)
+    model = create(name, pretrained=pretrained, num_classes=0, in_chans=in_chans, **size_kw)
+    reset_classifier(model, num_classes)
+    model.load_report.reinitialized += [k for k in model.state_dict()
+                                        if any(k.startswith(h + ".") for h in get_entry(name).classifier)]
+    model.load_report.notes.append(f"the checkpoint has no classifier; a new one initialised for "
+                                   f"num_classes={num_classes}")
+    return model
+
+
 def setup(args: argparse.Namespace, num_classes: int | None = None):
     """Data, model (seeded; pretrained weights adapted to the data) and TrainConfig from the arguments."""
     digits = args.data == "digits"
@@ -192,13 +222,14 @@ def setup(args: argparse.Namespace, num_classes: int | None = None):
     if args.classes is not None and not digits:
         raise InvalidConfigError("--classes selects digits; for an image folder, keep only the class folders you want")
     data = load_data(args, img_size)
+    if getattr(args, "label_fraction", 1.0) < 1.0:
+        data.train = vdata.label_subset(data.train, args.label_fraction, args.seed)
     if num_classes is not None and num_classes < len(data.classes):
         raise InvalidConfigError(f"--num-classes {num_classes} is fewer than the {len(data.classes)} classes of "
                                  f"{data.name}; leave it out to use the data's")
     seed_everything(args.seed, args.deterministic)  # the model's initial weights depend on it
     size_kw = {"img_size": img_size} if "img_size" in get_entry(args.model).config else {}  # ViT: pos-embed grid
-    model = create(args.model, pretrained=args.pretrained or False,
-                   num_classes=num_classes or len(data.classes), in_chans=data.in_chans, **size_kw)
+    model = _create_model(args.model, args.pretrained, num_classes or len(data.classes), data.in_chans, size_kw)
     # what a saved model needs to be used: its class names and how its images were prepared
     model.pretrained_cfg = data.pretrained_cfg()
     if model.num_classes == len(data.classes):
