@@ -151,6 +151,18 @@ class _Progress:
             self.bar.close()
 
 
+def make_config(args, algo_name: str, seed: int):
+    """(algorithm class, its config): the table's row for the environment (:mod:`zoo.rl.hyperparams`),
+    then ``--hp`` and ``--total-steps`` on top."""
+    from .hyperparams import default_hyperparams
+
+    Algo, Config = _algorithm(algo_name)
+    overrides = {**default_hyperparams(algo_name, args.env), **_parse_hp(Config, args.hp)}
+    if args.total_steps is not None:
+        overrides["total_timesteps"] = args.total_steps
+    return Algo, Config(**{**overrides, "env_id": args.env, "seed": seed, "device": args.device})
+
+
 def train_one(args, algo_name: str, model_name: str | None, seed: int, out_dir: Path) -> dict:
     """One seed: build, (resume,) learn with periodic evaluation and checkpoints, save, record."""
     from zoo.shared.errors import InvalidConfigError
@@ -160,14 +172,9 @@ def train_one(args, algo_name: str, model_name: str | None, seed: int, out_dir: 
 
     from .common import make_env, merged_obs_stats
     from .evaluate import evaluate, record_gif, save_obs_stats
-    from .hyperparams import default_hyperparams
     from .policies import spaces_config
 
-    Algo, Config = _algorithm(algo_name)
-    overrides = {**default_hyperparams(algo_name, args.env), **_parse_hp(Config, args.hp)}
-    if args.total_steps is not None:
-        overrides["total_timesteps"] = args.total_steps
-    cfg = Config(**{**overrides, "env_id": args.env, "seed": seed, "device": args.device})
+    Algo, cfg = make_config(args, algo_name, seed)
     env = make_env(args.env)
     policy_kind = "ppo" if algo_name in ("ppo", "a2c") else "dqn"
     spaces = spaces_config(env.observation_space, env.action_space, policy_kind)
