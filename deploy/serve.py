@@ -18,6 +18,8 @@ Endpoints:
                            mixed to mono and resampled to the model's rate -> {"top": [...]}
     sequence-labelling     JSON {"text": "EU rejects German call"} (split at white space) or
                            {"tokens": ["EU", ...]} -> {"tokens", "tags", "entities": [...]}
+    text-encoding          BERT with head="sequence" and its tokenizer files in DIR (tokenizer.json or
+                           vocab.txt): JSON {"text": "..."} or text/plain -> {"top": [...]}
     node-classification    JSON {"x": [[...], ...], "edge_index": [[src...], [dst...]]}
                            -> {"nodes": [{"node", "top": [...]}, ...]}
     graph-classification   the same JSON -> {"top": [...]}
@@ -29,8 +31,8 @@ an asyncio queue; one batcher task takes the first waiting request, waits at mos
 for more, up to ``--max-batch``, and runs them as one batch on a single model thread, so the event
 loop keeps accepting while the model computes. Only compatible requests share a batch: images are
 all resized to the model's size; audio clips batch with clips of the same length (padding would
-change a per-utterance normalisation); sentences of any length batch (the tagger pads and masks);
-each graph runs alone.
+change a per-utterance normalisation); sentences of any length batch (the tagger and BERT pad and
+mask); each graph runs alone.
 
 A bad request is answered 4xx with ``{"error": MESSAGE}`` and the server keeps serving: 413 for a
 body over ``--max-upload-mb`` (counted while reading, before it is all in memory) or a text over
@@ -66,8 +68,8 @@ from zoo.shared.errors import InputError, ZooError
 
 log = logging.getLogger("zoo.serve")
 
-TASKS = ("image-classification", "audio-classification", "sequence-labelling", "node-classification",
-         "graph-classification")
+TASKS = ("image-classification", "audio-classification", "sequence-labelling", "text-encoding",
+         "node-classification", "graph-classification")
 IMAGE_TYPES = ("multipart/form-data", "image/*", "application/octet-stream")
 AUDIO_TYPES = ("multipart/form-data", "audio/*", "application/octet-stream")
 JSON_TYPES = ("application/json",)
@@ -228,9 +230,9 @@ class Tagger(Servable):
 
     def parse(self, body, content_type):
         if content_type == "text/plain":
-            request = {"text": body.decode("utf-8", errors="replace")}
-        else:
-            request = _parse_json(body)
+            tokens = _text(body, content_type, self.max_text_chars).split()
+            return None, tokens
+        request = _parse_json(body)
         if "tokens" in request:
             tokens = request["tokens"]
             if not isinstance(tokens, list) or not all(isinstance(t, str) and t and not t.isspace() for t in tokens):
@@ -261,6 +263,50 @@ class Tagger(Servable):
 
     def topk_limit(self):
         return None
+
+
+def _text(body: bytes, content_type: str, max_chars: int) -> str:
+    """The ``text`` of a JSON body (or a text/plain body), at most ``max_chars`` characters."""
+    if content_type == "text/plain":
+        text = body.decode("utf-8", errors="replace")
+    else:
+        request = _parse_json(body)
+        if "text" not in request:
+            raise RequestError(422, f'the JSON body needs a "text" field (a string); got the fields {sorted(request)}.')
+        text = request["text"]
+        if not isinstance(text, str):
+            raise RequestError(422, f"'text' must be a string, got {type(text).__name__}.")
+    if len(text) > max_chars:
+        raise RequestError(413, f"the text has {len(text):,} characters, over the limit of {max_chars:,} "
+                                "(--max-text-chars); send it in shorter pieces.")
+    return text
+
+
+@dataclass
+class TextClassifier(Servable):
+    """BERT with a sequence-classification head, its text read by the tokenizer of its folder."""
+
+    tokenizer: Any = None  # a tokenizers.Tokenizer
+    max_text_chars: int = 10_000
+    max_tokens: int = 512  # the model's max_positions
+    pad_id: int = 0
+
+    def parse(self, body, content_type):
+        text = _text(body, content_type, self.max_text_chars)
+        ids = self.tokenizer.encode(text).ids
+        if len(ids) > self.max_tokens:
+            raise RequestError(413, f"the text is {len(ids):,} tokens, over the model's {self.max_tokens} "
+                                    "(max_positions); send it in shorter pieces.")
+        return None, np.asarray(ids, dtype=np.int64)  # texts of any length share a batch: padded and masked
+
+    def run(self, inputs, topks):
+        ids = np.full((len(inputs), max(len(x) for x in inputs)), self.pad_id, dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, x in enumerate(inputs):
+            ids[row, :len(x)], mask[row, :len(x)] = x, 1
+        extra = [np.zeros_like(ids)] * (len(getattr(self.backend, "input_names", ())) == 3)  # token_type_ids
+        probs = _softmax(self.backend(ids, mask, *extra))
+        return [{"top": _top(p, self.labels, k)} for p, k in zip(probs, topks)]
 
 
 @dataclass
@@ -407,6 +453,23 @@ def load_servable(pretrained: str | None = None, onnx: str | None = None, *, top
         return Tagger(**{**common, "labels": None}, content_types=(*JSON_TYPES, "text/plain"),
                       spec={"tags": tags, "max_text_chars": max_text_chars}, model=model,
                       max_text_chars=max_text_chars)
+    if entry.task == "text-encoding":
+        from zoo.nlp.hf import load_tokenizer
+
+        if config.get("head") != "sequence":
+            raise InputError(f"{name} with head={config.get('head')!r} is an encoder; zoo serve answers BERT with a "
+                             "sequence-classification head (head='sequence').")
+        if pretrained is None:
+            raise InputError("a text classifier needs --pretrained DIR too: its tokenizer files (tokenizer.json "
+                             "or vocab.txt) are read from there.")
+        tokenizer = load_tokenizer(pretrained)  # names the files it looked for when there are none
+        if onnx is not None and len(meta["inputs"]) not in (2, 3):
+            raise InputError(f"{onnx} takes {[i['name'] for i in meta['inputs']]}; a BERT export takes input_ids, "
+                             "attention_mask[, token_type_ids].")
+        return TextClassifier(**common, content_types=(*JSON_TYPES, "text/plain"),
+                              spec={"max_text_chars": max_text_chars, "max_tokens": int(config["max_positions"])},
+                              tokenizer=tokenizer, max_text_chars=max_text_chars,
+                              max_tokens=int(config["max_positions"]), pad_id=int(config.get("pad_token_id", 0)))
     in_channels = int(config["in_channels"])
     return GraphModel(**common, content_types=JSON_TYPES, spec={"in_channels": in_channels},
                       in_channels=in_channels, node_level=entry.task == "node-classification")

@@ -406,11 +406,6 @@ def test_bad_graphs_get_422(graph, body, word):
     assert graph[1].post("/predict", json={"x": X, "edge_index": EDGES}).status_code == 200
 
 
-def test_no_bad_input_produced_a_500_on_any_server(tagger, audio, graph, image_server):
-    for client in (tagger[1], audio[1], graph[1], image_server):
-        assert "500" not in client.get("/metrics").json()["responses"]
-
-
 # ------------------------------------------------------------------------------------------------
 # the command line
 # ------------------------------------------------------------------------------------------------
@@ -456,3 +451,66 @@ def test_cli_errors_are_one_line(image_model, capsys):
         port = url.rsplit(":", 1)[1]
         assert main(["serve", "--pretrained", str(image_model[1]), "--port", port]) == 1
         assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# BERT sequence classifier with a WordPiece vocabulary
+# ------------------------------------------------------------------------------------------------
+
+WORDS = "the a movie film was is good bad great awful not very plot acting and but".split()
+SENTIMENT = {"0": "negative", "1": "neutral", "2": "positive"}
+
+
+@pytest.fixture(scope="module")
+def bert(workdir):
+    from zoo.nlp.bert import TEST_SPEC
+    from zoo.nlp.hf import load_tokenizer
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    torch.manual_seed(0)
+    model = zoo.create("bert", **{**TEST_SPEC.config, "vocab_size": len(vocab)}).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(50)  # BERT's 0.02-std init gives near-uniform classes; spread them
+    model.id2label = SENTIMENT
+    directory = workdir / "bert"
+    zoo.save_pretrained(model, directory)
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    app = create_app(load_servable(str(directory)), max_batch=8, max_wait_ms=20)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield model, load_tokenizer(directory), client
+
+
+def test_bert_text_classification_equals_direct_forward_alone_or_batched(bert):
+    model, tokenizer, client = bert
+    texts = ["the movie was good", "not a very great plot but the acting is awful", "bad", "Great film!"] * 3
+    responses, _ = _concurrent(client, len(texts), 6, lambda c, i: c.post("/predict", json={"text": texts[i]}))
+    for text, r in zip(texts, responses):
+        assert r.status_code == 200, r.text
+        with torch.no_grad():
+            probs = model(torch.tensor([tokenizer.encode(text).ids])).softmax(-1)[0].numpy()
+        _check_top(r.json()["top"], probs, k=3, labels=SENTIMENT)  # unpadded alone == padded in a batch
+    assert client.get("/metrics").json()["max_batch_seen"] > 1
+    plain = client.post("/predict", content=b"the movie was good", headers={"content-type": "text/plain"})
+    assert [t["index"] for t in plain.json()["top"]] == [t["index"] for t in responses[0].json()["top"]]
+    np.testing.assert_allclose([t["prob"] for t in plain.json()["top"]],
+                               [t["prob"] for t in responses[0].json()["top"]], atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,status,word", [
+    (dict(json={"tokens": ["a"]}), 422, '"text" field'),
+    (dict(json={"text": " ".join(["good"] * 20)}), 413, "22 tokens, over the model's 16"),
+    (dict(json={"text": None}), 422, "must be a string"),
+    (dict(content=PNG, headers={"content-type": "image/png"}), 415, "text/plain"),
+])
+def test_bad_bert_requests_get_4xx(bert, kwargs, status, word):
+    r = bert[2].post("/predict", **kwargs)
+    assert r.status_code == status, r.text
+    assert word in r.json()["error"]
+    assert bert[2].post("/predict", json={"text": "good"}).status_code == 200
+
+
+def test_no_bad_input_produced_a_500_on_any_server(image_server, onnx_server, tagger, audio, graph, bert):
+    """Runs last: every bad request above was answered 4xx, none 500."""
+    for client in (image_server, onnx_server, tagger[1], audio[1], graph[1], bert[2]):
+        responses = client.get("/metrics").json()["responses"]
+        assert "500" not in responses and "200" in responses, responses
