@@ -85,9 +85,9 @@ def image_server(image_model):
 
 
 @pytest.fixture(scope="module")
-def onnx_server(image_model, workdir):
+def onnx_file(image_model, workdir) -> Path:
     """The same resnet exported with the dynamo ONNX exporter (dynamic batch) plus the sidecar JSON of
-    the export contract, served from the ONNX file alone."""
+    the export contract (what `zoo export --format onnx` writes)."""
     model, directory = image_model
     path = workdir / "digits.onnx"
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -100,7 +100,13 @@ def onnx_server(image_model, workdir):
                "outputs": [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}],
                "dynamic_axes": {"pixel_values": {"0": "batch"}}}
     Path(str(path) + ".json").write_text(json.dumps(sidecar))
-    app = create_app(load_servable(onnx=str(path), threads=1), max_batch=8, max_wait_ms=20)
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_server(onnx_file):
+    """The resnet served from its ONNX file alone, on ONNX Runtime."""
+    app = create_app(load_servable(onnx=str(onnx_file), threads=1), max_batch=8, max_wait_ms=20)
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield client
 
@@ -174,7 +180,7 @@ IMAGE_BAD = {
     "truncated png": (dict(content=PNG[: len(PNG) // 2], headers={"content-type": "image/png"}), 400,
                       ["cannot decode"]),
     "oversized upload": (dict(content=b"\0" * (LIMIT + 1), headers={"content-type": "image/png"}), 413,
-                         [f"{LIMIT:,} bytes", "--max-upload-mb"]),
+                         [f"the body is {LIMIT + 1:,} bytes", f"limit of {LIMIT:,} bytes", "--max-upload-mb"]),
     "oversized chunked upload": (dict(content=_chunked(b"\0" * (4 * LIMIT)), headers={"content-type": "image/png"}),
                                  413, ["while it was being read"]),
     "multipart without a file": (dict(data={"name": "x"}, files={}), 422, ["no file"]),
@@ -411,11 +417,12 @@ def test_bad_graphs_get_422(graph, body, word):
 # ------------------------------------------------------------------------------------------------
 
 
-def test_zoo_serve_command_serves_over_http(image_model):
-    """`python -m zoo serve` in its own process: it prints its URL, answers /health and /predict."""
-    model, directory = image_model
+def test_zoo_serve_command_serves_over_http(image_model, onnx_file):
+    """`python -m zoo serve --onnx FILE` in its own process (a fresh registry, ONNX Runtime, no torch model):
+    it prints its URL, answers /health and /predict as the torch model does."""
+    model = image_model[0]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--pretrained", str(directory), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "serve", "--onnx", str(onnx_file), "--port", "0",
                              "--threads", "1", "--topk", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env)
     try:
