@@ -36,7 +36,7 @@ from zoo.shared.atomic import write_json
 from zoo.shared.cli_types import fraction, positive_int
 from zoo.shared.errors import DatasetError, InvalidConfigError
 from zoo.shared.factory import create
-from zoo.shared.training import Task, TrainConfig, Trainer
+from zoo.shared.training import LossSum, Task, TrainConfig, Trainer
 from zoo.shared.weights import save_pretrained
 
 from .conll import read_conll
@@ -184,20 +184,27 @@ class MaskedLMTask(Task):
         self.special = torch.tensor(sorted(specials.values()))
         self.mask_id, self.vocab_size, self.probability = specials["[MASK]"], vocab_size, probability
 
+    @staticmethod
+    def scored_logits(model, inputs: torch.Tensor, labels: torch.Tensor):
+        """The masked LM's logits at the scored pieces alone ``(N, vocab)`` and their labels ``(N,)``:
+        the encoder runs over every piece, the vocabulary projection (a third of a small BERT's
+        work) only where the loss looks."""
+        hidden = model.bert.forward_features(inputs, (inputs != 0).long())
+        scored = labels != IGNORE
+        return model.cls(hidden[scored]), labels[scored]
+
     def training_step(self, model, batch):
         ids = batch
         special = torch.isin(ids, self.special.to(ids.device))
         inputs, labels = mask_tokens(ids, special, self.mask_id, self.vocab_size, self.probability)
-        logits = model(inputs, (ids != 0).long())
-        return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        logits, targets = self.scored_logits(model, inputs, labels)
+        return LossSum(F.cross_entropy(logits, targets, reduction="sum"), len(targets))
 
     def evaluation_step(self, model, batch):
-        inputs, labels = batch
-        logits = model(inputs, (inputs != 0).long())
-        scored = labels != IGNORE
-        loss = F.cross_entropy(logits[scored].float(), labels[scored], reduction="sum")
-        correct = (logits[scored].argmax(-1) == labels[scored]).sum()
-        return {"loss": loss, "correct": correct, "count": int(scored.sum())}
+        logits, targets = self.scored_logits(model, *batch)
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        correct = (logits.argmax(-1) == targets).sum()
+        return {"loss": loss, "correct": correct, "count": len(targets)}
 
     def compute_metrics(self, sums):
         n = max(sums["count"], 1)
