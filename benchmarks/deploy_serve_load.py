@@ -7,7 +7,7 @@ torch and on ONNX Runtime, measured in one run.
 
 The model is ``resnet18`` with random weights (the timing does not depend on them) saved with an
 ImageNet-style ``pretrained_cfg`` (``--size`` px, crop_pct 0.875), and for the ONNX rows exported
-with the dynamo exporter (dynamic batch) plus the sidecar JSON ``zoo export`` writes. Each server
+by ``zoo.deploy.export`` (what ``zoo export --format onnx`` runs: the file and its sidecar JSON). Each server
 is ``python -m zoo serve ... --threads T`` in its own process (the model computes on T threads; its
 event loop and request parsing are its own); the clients are ``--clients`` concurrent httpx
 requests on one asyncio loop in this process, each sending one JPEG (``--size / 0.875`` px, so the
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import platform
 import statistics
@@ -46,24 +45,6 @@ def save_model(directory: Path, size: int, num_classes: int) -> None:
     model.pretrained_cfg = {"input_size": [3, size, size], "mean": [0.485, 0.456, 0.406],
                             "std": [0.229, 0.224, 0.225], "interpolation": "bilinear", "crop_pct": 0.875}
     zoo.save_pretrained(model, directory)
-
-
-def export_onnx(directory: Path, path: Path, size: int) -> None:
-    """The export contract of ``zoo export --format onnx``: the file and its ``.json`` sidecar."""
-    import zoo
-
-    model = zoo.from_pretrained(directory).eval()
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.onnx.export(model, (torch.randn(2, 3, size, size),), str(path), dynamo=True, verbose=False,
-                      input_names=["pixel_values"], output_names=["logits"], dynamic_shapes={"x": {0: batch}})
-    saved = json.loads((directory / "config.json").read_text())
-    sidecar = {"format": "onnx", "architecture": "resnet18", "config": saved["config"],
-               "pretrained_cfg": saved["pretrained_cfg"], "id2label": None,
-               "inputs": [{"name": "pixel_values", "shape": ["batch", 3, size, size], "dtype": "float32"}],
-               "outputs": [{"name": "logits", "shape": ["batch", saved["config"]["num_classes"]],
-                            "dtype": "float32"}],
-               "dynamic_axes": {"pixel_values": {"0": "batch"}}}
-    Path(str(path) + ".json").write_text(json.dumps(sidecar))
 
 
 def images(n: int, side: int) -> list[bytes]:
@@ -149,7 +130,9 @@ def main() -> None:
         directory, onnx = Path(tmp) / "resnet18", Path(tmp) / "resnet18.onnx"
         save_model(directory, args.size, args.num_classes)
         if "onnxruntime" in args.backends:
-            export_onnx(directory, onnx, args.size)
+            from zoo.deploy.export import export  # what `zoo export --format onnx` runs
+
+            export(str(directory), "onnx", onnx)
         bodies = images(32, round(args.size / 0.875))
         print(f"zoo serve load: resnet18 ({args.num_classes} classes) on {args.size} px JPEG uploads "
               f"({len(bodies[0]) // 1024} KB), {args.clients} concurrent clients, {args.requests} timed requests "

@@ -291,21 +291,24 @@ class TextClassifier(Servable):
     max_tokens: int = 512  # the model's max_positions
     pad_id: int = 0
 
+    num_inputs: int = 2  # input_ids, attention_mask[, token_type_ids]; 1: an export without the mask
+
     def parse(self, body, content_type):
         text = _text(body, content_type, self.max_text_chars)
         ids = self.tokenizer.encode(text).ids
         if len(ids) > self.max_tokens:
             raise RequestError(413, f"the text is {len(ids):,} tokens, over the model's {self.max_tokens} "
                                     "(max_positions); send it in shorter pieces.")
-        return None, np.asarray(ids, dtype=np.int64)  # texts of any length share a batch: padded and masked
+        # texts of any length share a batch, padded and masked; without a mask input, only equal lengths
+        return (None if self.num_inputs > 1 else len(ids)), np.asarray(ids, dtype=np.int64)
 
     def run(self, inputs, topks):
         ids = np.full((len(inputs), max(len(x) for x in inputs)), self.pad_id, dtype=np.int64)
         mask = np.zeros_like(ids)
         for row, x in enumerate(inputs):
             ids[row, :len(x)], mask[row, :len(x)] = x, 1
-        extra = [np.zeros_like(ids)] * (len(getattr(self.backend, "input_names", ())) == 3)  # token_type_ids
-        probs = _softmax(self.backend(ids, mask, *extra))
+        arrays = [ids, mask, np.zeros_like(ids)][:self.num_inputs]  # the third: token_type_ids, all segment 0
+        probs = _softmax(self.backend(*arrays))
         return [{"top": _top(p, self.labels, k)} for p, k in zip(probs, topks)]
 
 
@@ -463,13 +466,15 @@ def load_servable(pretrained: str | None = None, onnx: str | None = None, *, top
             raise InputError("a text classifier needs --pretrained DIR too: its tokenizer files (tokenizer.json "
                              "or vocab.txt) are read from there.")
         tokenizer = load_tokenizer(pretrained)  # names the files it looked for when there are none
-        if onnx is not None and len(meta["inputs"]) not in (2, 3):
-            raise InputError(f"{onnx} takes {[i['name'] for i in meta['inputs']]}; a BERT export takes input_ids, "
-                             "attention_mask[, token_type_ids].")
+        num_inputs = len(meta["inputs"]) if onnx is not None else 2
+        if num_inputs not in (1, 2, 3):
+            raise InputError(f"{onnx} takes {[i['name'] for i in meta['inputs']]}; a BERT export takes input_ids"
+                             "[, attention_mask[, token_type_ids]].")
         return TextClassifier(**common, content_types=(*JSON_TYPES, "text/plain"),
                               spec={"max_text_chars": max_text_chars, "max_tokens": int(config["max_positions"])},
                               tokenizer=tokenizer, max_text_chars=max_text_chars,
-                              max_tokens=int(config["max_positions"]), pad_id=int(config.get("pad_token_id", 0)))
+                              max_tokens=int(config["max_positions"]), pad_id=int(config.get("pad_token_id", 0)),
+                              num_inputs=num_inputs)
     in_channels = int(config["in_channels"])
     return GraphModel(**common, content_types=JSON_TYPES, spec={"in_channels": in_channels},
                       in_channels=in_channels, node_level=entry.task == "node-classification")

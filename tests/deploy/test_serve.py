@@ -2,15 +2,14 @@
 client (httpx), answers compared with the model called directly.
 
 Models are tiny and saved in the test: a 1-channel resnet on 16x16 images (with id2label and
-pretrained_cfg), the BiLSTM-CRF tagger with its vocabularies, an M5 audio classifier at 8 kHz and a
-GCN; the resnet is also exported to ONNX (dynamo exporter + the sidecar JSON ``zoo export`` writes)
-and served on ONNX Runtime.
+pretrained_cfg), the BiLSTM-CRF tagger with its vocabularies, an M5 audio classifier at 8 kHz, a
+GCN and a BERT sequence classifier with a WordPiece vocab.txt; the resnet and the BERT are also
+exported with ``zoo.deploy.export`` (ONNX + sidecar JSON) and served on ONNX Runtime.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
@@ -86,21 +85,11 @@ def image_server(image_model):
 
 @pytest.fixture(scope="module")
 def onnx_file(image_model, workdir) -> Path:
-    """The same resnet exported with the dynamo ONNX exporter (dynamic batch) plus the sidecar JSON of
-    the export contract (what `zoo export --format onnx` writes)."""
-    model, directory = image_model
-    path = workdir / "digits.onnx"
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.onnx.export(model, (torch.randn(2, 1, SIZE, SIZE),), str(path), dynamo=True, verbose=False,
-                      input_names=["pixel_values"], output_names=["logits"], dynamic_shapes={"x": {0: batch}})
-    saved = json.loads((directory / "config.json").read_text())
-    sidecar = {"format": "onnx", "architecture": "resnet18", "config": saved["config"],
-               "pretrained_cfg": saved["pretrained_cfg"], "id2label": saved["id2label"],
-               "inputs": [{"name": "pixel_values", "shape": ["batch", 1, SIZE, SIZE], "dtype": "float32"}],
-               "outputs": [{"name": "logits", "shape": ["batch", 10], "dtype": "float32"}],
-               "dynamic_axes": {"pixel_values": {"0": "batch"}}}
-    Path(str(path) + ".json").write_text(json.dumps(sidecar))
-    return path
+    """The resnet's directory exported by `zoo export --format onnx` (the dynamo exporter; the sidecar
+    JSON beside it)."""
+    from zoo.deploy.export import export
+
+    return export(str(image_model[1]), "onnx", workdir / "digits.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -417,6 +406,7 @@ def test_bad_graphs_get_422(graph, body, word):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a second process: imports torch and the zoo again
 def test_zoo_serve_command_serves_over_http(image_model, onnx_file):
     """`python -m zoo serve --onnx FILE` in its own process (a fresh registry, ONNX Runtime, no torch model):
     it prints its URL, answers /health and /predict as the torch model does."""
@@ -521,3 +511,24 @@ def test_no_bad_input_produced_a_500_on_any_server(image_server, onnx_server, ta
     for client in (image_server, onnx_server, tagger[1], audio[1], graph[1], bert[2]):
         responses = client.get("/metrics").json()["responses"]
         assert "500" not in responses and "200" in responses, responses
+
+
+@pytest.mark.slow  # the ONNX export of BERT
+def test_bert_on_onnx_runtime_answers_as_torch(bert, workdir):
+    """BERT exported by `zoo export`, served from --onnx with --pretrained for its tokenizer."""
+    from zoo.deploy.export import export
+
+    model, tokenizer, torch_client = bert
+    path = export(str(workdir / "bert"), "onnx", workdir / "bert.onnx")
+    app = create_app(load_servable(str(workdir / "bert"), onnx=str(path), threads=1), max_batch=8, max_wait_ms=20)
+    texts = ["the movie was good", "not a very great plot but the acting is awful", "bad", "awful film"]
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/info").json()["backend"] == "onnxruntime"
+        responses, _ = _concurrent(client, len(texts) * 2, 4, lambda c, i: c.post(
+            "/predict", json={"text": texts[i % len(texts)]}))
+        for i, r in enumerate(responses):
+            expected = torch_client.post("/predict", json={"text": texts[i % len(texts)]}).json()["top"]
+            assert [t["index"] for t in r.json()["top"]] == [t["index"] for t in expected]
+            np.testing.assert_allclose([t["prob"] for t in r.json()["top"]], [t["prob"] for t in expected],
+                                       atol=1e-5)
+        assert "500" not in client.get("/metrics").json()["responses"]
