@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("method", choices=METHODS, help="the self-supervised method")
     p.add_argument("model", help="registered image model whose encoder is pretrained (zoo list --domain vision)")
     p.add_argument("--data", default="digits", choices=["digits"], help="the unlabelled images")
+    p.add_argument("--base-channels", type=count, default=None,
+                   help="a thinner ResNet: its base_channels (64 in the paper's); other families refuse it")
     p.add_argument("--img-size", type=count, default=32)
     p.add_argument("--epochs", type=count, default=60)
     p.add_argument("--max-steps", type=count, default=None)
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace) -> dict:
             "add up to the batch's: use --chunk-size N (exact gradient cache) instead of --grad-accum-steps")
     data = load_digits(args.img_size)
     seed_everything(args.seed, args.deterministic)
-    encoder = create(args.model, num_classes=0, in_chans=data.in_chans)
+    width = {} if args.base_channels is None else {"base_channels": args.base_channels}
+    encoder = create(args.model, num_classes=0, in_chans=data.in_chans, **width)
     encoder.pretrained_cfg = data.pretrained_cfg()
     with torch.no_grad():
         encoder.eval()

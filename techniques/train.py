@@ -45,6 +45,8 @@ def build_parser(prog: str = "zoo train dann / python -m zoo.techniques.train") 
     p.add_argument("--model", default="dann", choices=METHODS, help="the method (zoo train dann sets it)")
     p.add_argument("--backbone", default="resnet18", help="registered image classifier whose features are adapted")
     p.add_argument("--data", default="digits", choices=["digits"], help="the source domain")
+    p.add_argument("--base-channels", type=count, default=None,
+                   help="a thinner ResNet: its base_channels (64 in the paper's); other families refuse it")
     p.add_argument("--shift", default="invert_noise", choices=SHIFTS, help="how the target domain is made from the source")
     p.add_argument("--source-only", action="store_true", help="train on the source alone (the baseline)")
     p.add_argument("--img-size", type=count, default=32)
@@ -94,7 +96,8 @@ def run(args: argparse.Namespace) -> dict:
         raise InvalidConfigError(f"zoo.techniques.train runs dann, not {args.model!r}")
     data, target_train, target_test = build_domains(args.img_size, args.shift)
     seed_everything(args.seed, args.deterministic)
-    net = create(args.backbone, num_classes=len(data.classes), in_chans=data.in_chans)
+    width = {} if args.base_channels is None else {"base_channels": args.base_channels}
+    net = create(args.backbone, num_classes=len(data.classes), in_chans=data.in_chans, **width)
     if not callable(getattr(net, "get_classifier", None)) or not isinstance(net.get_classifier(), torch.nn.Linear):
         raise InvalidConfigError(f"--backbone {args.backbone}: DANN needs an image classifier whose last layer is a "
                                  "Linear (get_classifier()), such as resnet18 or mobilenet_v3_small")
