@@ -215,11 +215,17 @@ def explain(exc: BaseException) -> str:
     if "DataDependent" in type(exc).__name__ or "data-dependent" in text:
         return ("data-dependent Python control flow (a branch or int() on a tensor's value"
                 + (f", at {where}" if where else "") + "), which torch.export cannot trace")
-    op = re.search(r"\baten(?:::|\.)[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)?", text)
+    chain, seen, cause = [], set(), exc
+    while cause is not None and id(cause) not in seen:  # the op is named somewhere down the chain
+        seen.add(id(cause))
+        chain.append(f"{cause}")
+        cause = cause.__cause__ or cause.__context__
+    op = re.search(r"\b(?:aten|prims|quantized)(?:::|\.)[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?", "\n".join(chain))
     if op:
         return f"unsupported operation {op.group(0).replace('::', '.')}" + (f" (at {where})" if where else "")
     if "can be output from traced functions" in text:
         return "the forward returns a non-tensor (None) among its outputs, which torch.jit.trace cannot record"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # the exporters colour their messages
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(exc).__name__}: {first[:300]}" + (f" (at {where})" if where else "")
 
@@ -251,7 +257,11 @@ def example_inputs_for(model: torch.nn.Module, batch: int = 2) -> tuple:
     if entry is None or entry.test is None:
         raise InputError(f"{type(model).__name__} is not a registered zoo model; pass example_inputs=(tensors, ...)")
     torch.manual_seed(0)
-    inputs = tuple(entry.test.inputs(model.zoo_config, batch))
+    try:
+        inputs = tuple(entry.test.inputs(model.zoo_config, batch))
+    except Exception as exc:  # a config the test inputs cannot read (an RL policy built from spaces)
+        raise InputError(f"cannot make example inputs for {name} with this config ({type(exc).__name__}: {exc}); "
+                         "export a saved model (--pretrained DIR) or pass example_inputs=") from exc
     size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
     if size and len(inputs) == 1 and inputs[0].dim() == 4 and len(size) == 3:
         inputs = (torch.randn(batch, *size),)
@@ -317,8 +327,14 @@ def _onnx_bytes(program, names, out_names, mapping, metadata: str, path: Path) -
     def rename(value):
         if value.shape is None:
             return
-        dims = [ir.SymbolicDim(re.sub(r"\b[su]\d+\b", lambda m: mapping.get(m.group(0), m.group(0)), d.value))
-                if isinstance(d, ir.SymbolicDim) and d.value else d for d in value.shape]
+        dims = []
+        for d in value.shape:
+            text = d.value if isinstance(d, ir.SymbolicDim) else None
+            if text and text.isdigit():  # a fixed size the exporter left as a symbol's text
+                d = int(text)
+            elif text:
+                d = ir.SymbolicDim(re.sub(r"\b[su]\d+\b", lambda m: mapping.get(m.group(0), m.group(0)), text))
+            dims.append(d)
         value.shape = ir.Shape(dims)
 
     for value in [*graph.inputs, *graph.outputs, *(o for node in graph.all_nodes() for o in node.outputs)]:
@@ -529,18 +545,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (args.name is None) == (args.pretrained is None):
-        parser.error("give a registered model NAME or --pretrained DIR (one of them)")
+    if args.name is None and args.pretrained is None:
+        parser.error("give a registered model NAME or --pretrained DIR")
     if args.batch_size < 2:
         parser.error("--batch-size must be at least 2 (a batch of 1 is specialised by the exporter)")
     import zoo
 
+    check_writable(Path(args.out).expanduser().resolve().parent)  # before building anything
     if args.pretrained is not None:
         directory = Path(args.pretrained).expanduser()
         if not directory.is_dir():
             raise zoo.PretrainedNotFoundError(f"--pretrained {args.pretrained}: no such directory (a folder written "
                                               "by save_pretrained / --save-model)")
         model = zoo.from_pretrained(directory)
+        if args.name is not None and args.name.partition(".")[0] != model.zoo_name:
+            raise zoo.InvalidConfigError(f"{directory} holds a {model.zoo_name!r} model, not {args.name!r}; "
+                                         f"drop NAME or pass {model.zoo_name}")
     else:
         model = _resolve(args.name)
     out = Path(args.out).expanduser()

@@ -428,6 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(model, "quantization", None):
         raise InvalidConfigError(f"{directory} is already quantized; pass the float model's folder")
     check_writable(args.out)
+    if args.mode == "static":
+        _static_stages(model)  # a model static int8 does not cover is named before data is read
     calibration = (calibration_batches(args.calibration_data, model, args.calibration_batches)
                    if args.mode == "static" else None)
     quantized = quantize(model, args.mode, calibration)

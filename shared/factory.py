@@ -92,6 +92,10 @@ def _saved_config(entry: ModelEntry, pretrained: Any) -> dict[str, Any]:
     if saved is None:  # another library's folder or file (an SB3 zip) may describe the model
         foreign = entry.foreign_config(directory) if entry.foreign_config and directory.exists() else None
         return {"config": foreign} if foreign else {}
+    if isinstance(saved.get("quantization"), dict):  # packed int8 weights: zoo.from_pretrained rebuilds them
+        raise CheckpointError(
+            f"{directory} holds an int8-quantized {saved['architecture']!r} (written by zoo quantize); "
+            f"load it with zoo.from_pretrained({str(directory)!r}).")
     if saved["architecture"] != entry.name:
         raise CheckpointError(
             f"{directory} holds a {saved['architecture']!r} model, not {entry.name!r}; "

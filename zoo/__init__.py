@@ -58,8 +58,19 @@ def create(name: str, pretrained=False, **kwargs):
 
 
 def from_pretrained(path, **overrides):
-    """Rebuild a model written by :func:`save_pretrained` (directory or ``hf-hub:org/name``)."""
+    """Rebuild a model written by :func:`save_pretrained` (directory or ``hf-hub:org/name``), or the
+    int8 model written by ``zoo quantize`` (its ``config.json`` records the quantization)."""
     _load_domains()
+    import os
+
+    if isinstance(path, (str, os.PathLike)) and not str(path).startswith("hf-hub:"):
+        from zoo.deploy.quantize import is_quantized_dir, load_quantized
+
+        if is_quantized_dir(path):
+            if overrides:
+                raise InvalidConfigError(f"{path} holds a quantized model, rebuilt as it was quantized; "
+                                         f"options ({', '.join(overrides)}) cannot change it")
+            return load_quantized(path)
     return _factory.from_pretrained(path, **overrides)
 
 
