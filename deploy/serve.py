@@ -56,7 +56,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator
 
@@ -136,9 +136,7 @@ def _top(probs: np.ndarray, labels: list[str] | None, k: int) -> list[dict]:
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return torch.from_numpy(np.asarray(logits)).double().softmax(-1).numpy()
 
 
 def _parse_json(body: bytes) -> dict:
@@ -643,22 +641,26 @@ def create_app(servable: Servable, *, max_batch: int = 16, max_wait_ms: float = 
     app = FastAPI(title=f"zoo serve: {servable.name}", lifespan=lifespan)
     app.state.servable, app.state.batcher = servable, batcher
 
-    def card() -> dict:
+    def model_card() -> dict:
+        import dataclasses
+
         import zoo
 
-        info = asdict(zoo.model_info(servable.name))  # domain, task, paper, inputs of the architecture
         config = dict(servable.config)
         if isinstance(config.get("vocab"), dict):  # the tagger's vocabularies: their sizes, not 20,000 words
             config["vocab"] = {k: len(v.get("tokens", [])) for k, v in config["vocab"].items()}
-        info.update(config=config, num_params=servable.num_params)
-        info.pop("weights", None)
-        info.pop("default_tag", None)
-        return {**info, "labels": servable.labels, "backend": servable.backend.name,
+        # the architecture's card (domain, task, paper, inputs) with the served model's config and size
+        card = zoo.model_info(servable.name)
+        card = dataclasses.replace(card, config=config, num_params=servable.num_params or card.num_params, weights=[])
+        info = {k: v for k, v in dataclasses.asdict(card).items() if k not in ("weights", "default_tag")}
+        info["num_params"] = servable.num_params  # None on ONNX Runtime without the torch model
+        return {**info, "card": str(card).split("\n  weights")[0], "labels": servable.labels,
+                "backend": servable.backend.name,
                 "input": {"content_types": list(servable.content_types), **servable.spec},
                 "topk": servable.topk, "batching": {"max_batch": max_batch, "max_wait_ms": max_wait_ms},
                 "limits": {"max_upload_bytes": limit}}
 
-    info = card()
+    info = model_card()
 
     @app.get("/health")
     async def health():

@@ -114,6 +114,7 @@ def test_health_info_and_metrics(image_server):
     assert info["config"]["num_classes"] == 10 and info["config"]["base_channels"] == 8
     assert info["input"]["input_size"] == [1, SIZE, SIZE] and info["input"]["mean"] == [MEAN]
     assert info["batching"] == {"max_batch": 8, "max_wait_ms": 20}
+    assert info["card"].startswith("resnet18  (vision / image-classification")
     assert info["limits"]["max_upload_bytes"] == int(UPLOAD_MB * 2**20)
     assert set(image_server.get("/metrics").json()) >= {"batches", "batch_sizes", "max_batch_seen", "responses"}
 
