@@ -1,0 +1,143 @@
+"""ONNX Runtime (CPU, every graph optimization on) against eager PyTorch (inference mode), same run.
+
+    OMP_NUM_THREADS=1 python benchmarks/deploy_onnx_speed.py --threads 1
+    python benchmarks/deploy_onnx_speed.py --models bert_base_uncased --batches 8 --profile
+
+For resnet50 (224 px), vit_small_patch16_224 (224 px) and bert_base_uncased (128 tokens with an
+attention mask), random weights (speed does not depend on them), batch 1 and 8: each model is
+exported by ``zoo.deploy.export`` (dynamic batch), the two engines run the same inputs in interleaved
+repeats (torch, ORT, torch, ORT, ...) so a change in machine load hits both, and the medians give
+the ratio eager / ORT (> 1: ORT faster; the target is 1.3). Outputs are compared (max |diff|, 1e-4).
+ONNX Runtime's intra-op threads = torch's threads. ``--profile`` prints the op types where each
+engine spends its time (torch profiler; ORT's own profiler), for a ratio below the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import zoo
+from zoo.deploy.export import export, onnx_session
+
+MODELS = ("resnet50", "vit_small_patch16_224", "bert_base_uncased")
+TARGET = 1.3
+
+
+def _inputs(name: str, model, batch: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(batch)
+    if name.startswith("bert"):
+        ids = torch.randint(0, model.config.vocab_size, (batch, 128), generator=g)
+        mask = torch.ones_like(ids)
+        mask[0, 100:] = 0  # one padded row: the mask is used, not constant
+        return ids, mask
+    return (torch.randn(batch, 3, 224, 224, generator=g),)
+
+
+def _time(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _profile(model, session, inputs, feed) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(*inputs)
+    torch_top = [(e.key, round(e.self_cpu_time_total / 1e3, 2)) for e in
+                 sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]]
+    return {"torch_top_ms": torch_top, "ort_top_ms": _ort_profile(session, feed)}
+
+
+def _ort_profile(session, feed) -> list:
+    import onnxruntime as ort
+
+    path = session._model_path
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort")
+    s = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    for _ in range(3):
+        s.run(None, feed)
+    trace = json.loads(Path(s.end_profiling()).read_text())
+    by_op: dict[str, float] = {}
+    for event in trace:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            by_op[op] = by_op.get(op, 0.0) + event["dur"] / 1e3 / 3
+    return sorted(((k, round(v, 2)) for k, v in by_op.items()), key=lambda kv: -kv[1])[:8]
+
+
+def run(models=MODELS, batches=(1, 8), repeats: int = 10, warmup: int = 2, profile: bool = False) -> list[dict]:
+    results = []
+    folder = Path(tempfile.mkdtemp(prefix="zoo-onnx-bench-"))
+    for name in models:
+        torch.manual_seed(0)
+        model = zoo.create(name).eval()
+        path = export(model, "onnx", folder / f"{name}.onnx", _inputs(name, model, 2))
+        session = onnx_session(path)
+        session._model_path = str(path)
+        names = [i.name for i in session.get_inputs()]
+        for batch in batches:
+            inputs = _inputs(name, model, batch)
+            feed = {n: t.numpy() for n, t in zip(names, inputs)}
+            with torch.inference_mode():
+                eager = model(*inputs)
+            onnx_out = torch.from_numpy(session.run(None, feed)[0])
+            diff = float((onnx_out - eager).abs().max())
+            for _ in range(warmup):
+                with torch.inference_mode():
+                    model(*inputs)
+                session.run(None, feed)
+            t_torch, t_ort = [], []
+            for _ in range(repeats):  # interleaved: a load change hits both
+                with torch.inference_mode():
+                    t_torch += _time(lambda: model(*inputs), 1)
+                t_ort += _time(lambda: session.run(None, feed), 1)
+            row = {"model": name, "batch": batch, "threads": torch.get_num_threads(),
+                   "eager_ms": round(statistics.median(t_torch) * 1e3, 2),
+                   "ort_ms": round(statistics.median(t_ort) * 1e3, 2),
+                   "max_abs_diff": diff, "agree_1e-4": diff <= 1e-4 * max(1.0, float(eager.abs().max()))}
+            row["ratio"] = round(row["eager_ms"] / row["ort_ms"], 3)
+            row["meets_target"] = row["ratio"] >= TARGET
+            if profile:
+                row["profile"] = _profile(model, session, inputs, feed)
+            print(json.dumps(row), flush=True)
+            results.append(row)
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = run(args.models, args.batches, args.repeats, profile=args.profile)
+    print("\n| model | batch | eager ms | ORT ms | eager/ORT | max diff |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['batch']} | {r['eager_ms']} | {r['ort_ms']} | {r['ratio']}x | {r['max_abs_diff']:.1e} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
