@@ -533,3 +533,35 @@ def test_bert_on_onnx_runtime_answers_as_torch(bert, workdir):
             np.testing.assert_allclose([t["prob"] for t in r.json()["top"]], [t["prob"] for t in expected],
                                        atol=1e-5)
         assert "500" not in client.get("/metrics").json()["responses"]
+
+
+def test_graph_classifier_answers_one_top_list(workdir):
+    torch.manual_seed(0)
+    model = zoo.create("gin", in_channels=4, hidden_channels=8, num_classes=3, num_layers=2).eval()
+    zoo.save_pretrained(model, workdir / "gin")
+    with serve_in_thread(create_app(load_servable(str(workdir / "gin")))) as url:
+        r = httpx.post(f"{url}/predict", json={"x": X, "edge_index": EDGES})
+    assert r.status_code == 200, r.text
+    with torch.no_grad():
+        probs = model(torch.tensor(X, dtype=torch.float32), torch.tensor(EDGES)).softmax(-1)[0].numpy()
+    _check_top(r.json()["top"], probs, k=3, labels=None)
+
+
+def test_a_bug_in_the_model_call_is_a_500_with_a_message_and_the_server_goes_on(image_model):
+    servable = load_servable(str(image_model[1]))
+    run = servable.run
+
+    def buggy(inputs, topks):  # a bug that only some inputs reach
+        if any(float(x.mean()) > 0.9 for x in inputs):
+            raise RuntimeError("index out of range in the test's bug")
+        return run(inputs, topks)
+
+    servable.run = buggy
+    white = io.BytesIO()
+    Image.new("L", (SIZE, SIZE), 255).save(white, format="PNG")
+    with serve_in_thread(create_app(servable, max_batch=1)) as url, httpx.Client(base_url=url) as client:
+        r = client.post("/predict", content=white.getvalue(), headers={"content-type": "image/png"})
+        assert r.status_code == 500
+        assert "internal error (RuntimeError: index out of range in the test's bug)" in r.json()["error"]
+        assert client.post("/predict", content=PNG, headers={"content-type": "image/png"}).status_code == 200
+        assert client.get("/metrics").json()["responses"] == {"500": 1, "200": 1}
