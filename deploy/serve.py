@@ -20,6 +20,8 @@ Endpoints:
                            {"tokens": ["EU", ...]} -> {"tokens", "tags", "entities": [...]}
     text-encoding          BERT with head="sequence" and its tokenizer files in DIR (tokenizer.json or
                            vocab.txt): JSON {"text": "..."} or text/plain -> {"top": [...]}
+    language-modelling     GPT-2 and its tokenizer files in DIR: JSON {"text": "..."} or text/plain
+                           -> {"next": [{"id", "token", "prob"}, ...]}, the most probable next tokens
     node-classification    JSON {"x": [[...], ...], "edge_index": [[src...], [dst...]]}
                            -> {"nodes": [{"node", "top": [...]}, ...]}
     graph-classification   the same JSON -> {"top": [...]}
@@ -31,8 +33,8 @@ an asyncio queue; one batcher task takes the first waiting request, waits at mos
 for more, up to ``--max-batch``, and runs them as one batch on a single model thread, so the event
 loop keeps accepting while the model computes. Only compatible requests share a batch: images are
 all resized to the model's size; audio clips batch with clips of the same length (padding would
-change a per-utterance normalisation); sentences of any length batch (the tagger and BERT pad and
-mask); each graph runs alone.
+change a per-utterance normalisation); texts of any length batch (the tagger and BERT pad and mask;
+GPT-2 pads on the right, which causal attention never sees); each graph runs alone.
 
 A bad request is answered 4xx with ``{"error": MESSAGE}`` and the server keeps serving: 413 for a
 body over ``--max-upload-mb`` (counted while reading, before it is all in memory) or a text over
@@ -69,7 +71,7 @@ from zoo.shared.errors import InputError, ZooError
 log = logging.getLogger("zoo.serve")
 
 TASKS = ("image-classification", "audio-classification", "sequence-labelling", "text-encoding",
-         "node-classification", "graph-classification")
+         "language-modelling", "node-classification", "graph-classification")
 IMAGE_TYPES = ("multipart/form-data", "image/*", "application/octet-stream")
 AUDIO_TYPES = ("multipart/form-data", "audio/*", "application/octet-stream")
 JSON_TYPES = ("application/json",)
@@ -311,6 +313,44 @@ class TextClassifier(Servable):
 
 
 @dataclass
+class NextToken(Servable):
+    """GPT-2: the most probable next tokens after a text, read by the tokenizer of its folder."""
+
+    tokenizer: Any = None  # a tokenizers.Tokenizer
+    max_text_chars: int = 10_000
+    max_tokens: int = 1024  # the model's max_positions
+    num_inputs: int = 1  # input_ids[, attention_mask]
+
+    def parse(self, body, content_type):
+        text = _text(body, content_type, self.max_text_chars)
+        ids = self.tokenizer.encode(text).ids
+        if not ids:
+            raise RequestError(422, "the text gives no tokens; send at least one word to continue.")
+        if len(ids) > self.max_tokens:
+            raise RequestError(413, f"the text is {len(ids):,} tokens, over the model's {self.max_tokens} "
+                                    "(max_positions); send its end only.")
+        return None, np.asarray(ids, dtype=np.int64)
+
+    def run(self, inputs, topks):
+        # padding on the right: causal attention keeps every real position blind to the pads after it
+        ids = np.zeros((len(inputs), max(len(x) for x in inputs)), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for row, x in enumerate(inputs):
+            ids[row, :len(x)], mask[row, :len(x)] = x, 1
+        logits = self.backend(*[ids, mask][:self.num_inputs])
+        last = logits[np.arange(len(inputs)), [len(x) - 1 for x in inputs]]
+        out = []
+        for probs, k in zip(_softmax(last), topks):
+            order = np.argsort(-probs, kind="stable")[:k]
+            out.append({"next": [{"id": int(i), "token": self.tokenizer.decode([int(i)]), "prob": float(probs[i])}
+                                 for i in order]})
+        return out
+
+    def topk_limit(self):
+        return int(self.config["vocab_size"])
+
+
+@dataclass
 class GraphModel(Servable):
     in_channels: int = 0
     node_level: bool = True
@@ -473,6 +513,20 @@ def load_servable(pretrained: str | None = None, onnx: str | None = None, *, top
                               tokenizer=tokenizer, max_text_chars=max_text_chars,
                               max_tokens=int(config["max_positions"]), pad_id=int(config.get("pad_token_id", 0)),
                               num_inputs=num_inputs)
+    if entry.task == "language-modelling":
+        from zoo.nlp.hf import load_tokenizer
+
+        if pretrained is None:
+            raise InputError("a language model needs --pretrained DIR too: its tokenizer files (tokenizer.json, "
+                             "or vocab.json + merges.txt) are read from there.")
+        num_inputs = len(meta["inputs"]) if onnx is not None else 1
+        if num_inputs not in (1, 2):
+            raise InputError(f"{onnx} takes {[i['name'] for i in meta['inputs']]}; a GPT-2 export takes input_ids"
+                             "[, attention_mask].")
+        return NextToken(**{**common, "labels": None}, content_types=(*JSON_TYPES, "text/plain"),
+                         spec={"max_text_chars": max_text_chars, "max_tokens": int(config["max_positions"])},
+                         tokenizer=load_tokenizer(pretrained), max_text_chars=max_text_chars,
+                         max_tokens=int(config["max_positions"]), num_inputs=num_inputs)
     in_channels = int(config["in_channels"])
     return GraphModel(**common, content_types=JSON_TYPES, spec={"in_channels": in_channels},
                       in_channels=in_channels, node_level=entry.task == "node-classification")

@@ -565,3 +565,45 @@ def test_a_bug_in_the_model_call_is_a_500_with_a_message_and_the_server_goes_on(
         assert "internal error (RuntimeError: index out of range in the test's bug)" in r.json()["error"]
         assert client.post("/predict", content=PNG, headers={"content-type": "image/png"}).status_code == 200
         assert client.get("/metrics").json()["responses"] == {"500": 1, "200": 1}
+
+
+@pytest.fixture(scope="module")
+def gpt(workdir):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from zoo.nlp.gpt2 import TEST_SPEC
+
+    vocab = {w: i for i, w in enumerate(["<unk>", *WORDS])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    torch.manual_seed(0)
+    model = zoo.create("gpt2", **{**TEST_SPEC.config, "vocab_size": len(vocab)}).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50)  # spread the next-token probabilities of the 0.02-std init
+    directory = workdir / "gpt"
+    zoo.save_pretrained(model, directory)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    app = create_app(load_servable(str(directory), topk=3), max_batch=8, max_wait_ms=20)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield model, tokenizer, client
+
+
+def test_gpt2_next_tokens_equal_direct_forward_alone_or_batched(gpt):
+    model, tokenizer, client = gpt
+    texts = ["the movie was", "a very good plot and the acting", "not", "the film is very bad but"] * 3
+    responses, _ = _concurrent(client, len(texts), 6, lambda c, i: c.post("/predict", json={"text": texts[i]}))
+    for text, r in zip(texts, responses):
+        assert r.status_code == 200, r.text
+        with torch.no_grad():
+            probs = model(torch.tensor([tokenizer.encode(text).ids]))[0, -1].softmax(-1).numpy()
+        order = np.argsort(-probs)[:3]
+        nxt = r.json()["next"]
+        assert [t["id"] for t in nxt] == order.tolist()
+        assert [t["token"] for t in nxt] == [tokenizer.id_to_token(int(i)) for i in order]
+        np.testing.assert_allclose([t["prob"] for t in nxt], probs[order], rtol=1e-5)  # right pads unseen
+    assert client.get("/metrics").json()["max_batch_seen"] > 1
+    r = client.post("/predict", json={"text": ""})
+    assert r.status_code == 422 and "no tokens" in r.json()["error"]
+    r = client.post("/predict", json={"text": "good " * 17})
+    assert r.status_code == 413 and "over the model's 16" in r.json()["error"]
+    assert "500" not in client.get("/metrics").json()["responses"]
