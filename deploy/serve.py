@@ -34,7 +34,7 @@ for more, up to ``--max-batch``, and runs them as one batch on a single model th
 loop keeps accepting while the model computes. Only compatible requests share a batch: images are
 all resized to the model's size; audio clips batch with clips of the same length (padding would
 change a per-utterance normalisation); texts of any length batch (the tagger and BERT pad and mask;
-GPT-2 pads on the right, which causal attention never sees); each graph runs alone.
+GPT-2 pads on the right, which causal attention never sees); graphs batch as one disjoint union.
 
 A bad request is answered 4xx with ``{"error": MESSAGE}`` and the server keeps serving: 413 for a
 body over ``--max-upload-mb`` (counted while reading, before it is all in memory) or a text over
@@ -354,6 +354,7 @@ class NextToken(Servable):
 class GraphModel(Servable):
     in_channels: int = 0
     node_level: bool = True
+    union: bool = True  # graphs batch as one disjoint union; False: an export without the batch input
     max_nodes: int = 100_000
 
     def parse(self, body, content_type):
@@ -385,17 +386,22 @@ class GraphModel(Servable):
             bad = int(edge_index.max() if edge_index.max() >= x.shape[0] else edge_index.min())
             raise RequestError(422, f"'edge_index' names node {bad}, but the graph has {x.shape[0]} nodes "
                                     f"(ids 0..{x.shape[0] - 1}).")
-        return object(), (x, edge_index)  # a key of its own: each graph runs alone
+        return (None if self.union else object()), (x, edge_index)  # object(): a key of its own, run alone
 
     def run(self, inputs, topks):
-        out = []
-        for (x, edge_index), k in zip(inputs, topks):
+        # a batch of graphs is their disjoint union: node ids shifted past the earlier graphs' nodes. Messages
+        # never cross between the parts, and a graph classifier pools each part by its batch vector
+        sizes = [x.shape[0] for x, _ in inputs]
+        offsets = np.cumsum([0, *sizes[:-1]])
+        x = np.concatenate([x for x, _ in inputs])
+        edge_index = np.concatenate([e + o for (_, e), o in zip(inputs, offsets)], axis=1)
+        if self.node_level:
             probs = _softmax(self.backend(x, edge_index))
-            if self.node_level:
-                out.append({"nodes": [{"node": i, "top": _top(p, self.labels, k)} for i, p in enumerate(probs)]})
-            else:
-                out.append({"top": _top(probs[0], self.labels, k)})
-        return out
+            return [{"nodes": [{"node": i, "top": _top(p, self.labels, k)} for i, p in enumerate(part)]}
+                    for part, k in zip(np.split(probs, offsets[1:]), topks)]
+        batch = [np.repeat(np.arange(len(inputs)), sizes)] if self.union else []
+        probs = _softmax(self.backend(x, edge_index, *batch))
+        return [{"top": _top(p, self.labels, k)} for p, k in zip(probs, topks)]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -528,8 +534,11 @@ def load_servable(pretrained: str | None = None, onnx: str | None = None, *, top
                          tokenizer=load_tokenizer(pretrained), max_text_chars=max_text_chars,
                          max_tokens=int(config["max_positions"]), num_inputs=num_inputs)
     in_channels = int(config["in_channels"])
+    node_level = entry.task == "node-classification"
+    # a graph classifier pools a union by its batch vector, an input an export may not have
+    union = node_level or onnx is None or len(meta["inputs"]) >= 3
     return GraphModel(**common, content_types=JSON_TYPES, spec={"in_channels": in_channels},
-                      in_channels=in_channels, node_level=entry.task == "node-classification")
+                      in_channels=in_channels, node_level=node_level, union=union)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -593,6 +602,8 @@ class Batcher:
                 try:
                     results = await loop.run_in_executor(self.executor, self.run, [p.item for p in group],
                                                          [p.topk for p in group])
+                    if len(results) != len(group):  # never leave a request waiting for an answer
+                        raise RuntimeError(f"the model call gave {len(results)} answers for {len(group)} requests")
                 except Exception as exc:  # answered by each waiting request's handler
                     for p in group:
                         if not p.future.done():

@@ -364,7 +364,7 @@ def graph(workdir):
     torch.manual_seed(0)
     model = zoo.create("gcn", in_channels=4, hidden_channels=8, num_classes=3).eval()
     zoo.save_pretrained(model, workdir / "gcn")
-    app = create_app(load_servable(str(workdir / "gcn"), topk=2), max_batch=8, max_wait_ms=5)
+    app = create_app(load_servable(str(workdir / "gcn"), topk=2), max_batch=8, max_wait_ms=20)
     with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         yield model, client
 
@@ -535,16 +535,42 @@ def test_bert_on_onnx_runtime_answers_as_torch(bert, workdir):
         assert "500" not in client.get("/metrics").json()["responses"]
 
 
-def test_graph_classifier_answers_one_top_list(workdir):
+def _random_graph(seed: int, in_channels: int = 4) -> dict:
+    rng = np.random.default_rng(seed)
+    n = 3 + seed % 5
+    edges = rng.integers(0, n, (2, 2 * n)).tolist()
+    return {"x": rng.standard_normal((n, in_channels)).round(3).tolist(), "edge_index": edges}
+
+
+def _graph_direct(model, graph: dict) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.tensor(graph["x"], dtype=torch.float32), torch.tensor(graph["edge_index"])).softmax(-1)
+
+
+def test_graphs_of_any_size_batch_as_one_disjoint_union(graph):
+    model, client = graph
+    graphs = [_random_graph(i) for i in range(16)]
+    responses, _ = _concurrent(client, 16, 8, lambda c, i: c.post("/predict", json=graphs[i]))
+    for g, r in zip(graphs, responses):
+        assert r.status_code == 200, r.text
+        assert len(r.json()["nodes"]) == len(g["x"])
+        for node, p in zip(r.json()["nodes"], _graph_direct(model, g).numpy()):
+            _check_top(node["top"], p, k=2, labels=None)
+    assert client.get("/metrics").json()["max_batch_seen"] > 1
+
+
+def test_graph_classifier_answers_one_top_list_per_graph(workdir):
     torch.manual_seed(0)
     model = zoo.create("gin", in_channels=4, hidden_channels=8, num_classes=3, num_layers=2).eval()
     zoo.save_pretrained(model, workdir / "gin")
-    with serve_in_thread(create_app(load_servable(str(workdir / "gin")))) as url:
-        r = httpx.post(f"{url}/predict", json={"x": X, "edge_index": EDGES})
-    assert r.status_code == 200, r.text
-    with torch.no_grad():
-        probs = model(torch.tensor(X, dtype=torch.float32), torch.tensor(EDGES)).softmax(-1)[0].numpy()
-    _check_top(r.json()["top"], probs, k=3, labels=None)
+    graphs = [_random_graph(i) for i in range(12)]
+    with serve_in_thread(create_app(load_servable(str(workdir / "gin")), max_wait_ms=20)) as url:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            responses, _ = _concurrent(client, 12, 6, lambda c, i: c.post("/predict", json=graphs[i]))
+            assert client.get("/metrics").json()["max_batch_seen"] > 1  # pooled per graph by the batch vector
+    for g, r in zip(graphs, responses):
+        assert r.status_code == 200, r.text
+        _check_top(r.json()["top"], _graph_direct(model, g)[0].numpy(), k=3, labels=None)
 
 
 def test_a_bug_in_the_model_call_is_a_500_with_a_message_and_the_server_goes_on(image_model):
