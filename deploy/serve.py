@@ -869,26 +869,31 @@ def _floats(text: str) -> list[float]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="zoo serve", description="Serve a saved model over HTTP: GET /health, /info, /metrics; POST /predict.",
-        epilog="example: zoo serve --pretrained runs/digits --port 8000 && "
-               "curl -F file=@digit.png http://127.0.0.1:8000/predict")
+        prog="zoo serve", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve a saved model over HTTP: GET /health, /info, /metrics; POST /predict.",
+        epilog="examples:\n"
+               "  zoo serve --pretrained runs/digits --port 8000\n"
+               "  curl -F file=@digit.png http://127.0.0.1:8000/predict\n"
+               "  curl -H 'Content-Type: application/json' -d '{\"text\": \"EU rejects German call\"}' "
+               "http://127.0.0.1:8000/predict")
     p.add_argument("--pretrained", metavar="DIR", help="a save_pretrained directory (or hf-hub:org/name)")
     p.add_argument("--onnx", metavar="PATH", help="run on ONNX Runtime: a file from `zoo export --format onnx` "
                                                   "(with its PATH.json sidecar)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--max-batch", type=_positive_int, default=16,
+    p.add_argument("--max-batch", type=_positive_int, default=16, metavar="N",
                    help="most requests run as one batch (default 16; 1 turns batching off)")
-    p.add_argument("--max-wait-ms", type=_non_negative_float, default=5.0,
-                   help="how long the first request of a batch waits for others (default 5 ms)")
-    p.add_argument("--max-upload-mb", type=_positive_float, default=10.0,
-                   help="largest request body; larger ones get 413 (default 10 MB)")
-    p.add_argument("--max-text-chars", type=_positive_int, default=10_000,
-                   help="longest text for a tagger; longer ones get 413 (default 10000)")
-    p.add_argument("--topk", type=_positive_int, default=5, help="classes in each answer (default 5)")
-    p.add_argument("--threads", type=_positive_int, default=None,
+    p.add_argument("--max-wait-ms", type=_non_negative_float, default=5.0, metavar="MS",
+                   help="how long the first request of a batch waits for others (default 5)")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=10.0, metavar="MB",
+                   help="largest request body; a larger one gets 413 (default 10)")
+    p.add_argument("--max-text-chars", type=_positive_int, default=10_000, metavar="N",
+                   help="longest text (tagger, BERT, GPT-2); a longer one gets 413 (default 10000)")
+    p.add_argument("--topk", type=_positive_int, default=5, metavar="K",
+                   help="classes (or next tokens) in each answer (default 5; ?topk=K per request)")
+    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="threads the model computes with (torch / ONNX Runtime); default: theirs")
-    p.add_argument("--img-size", type=_positive_int, help="image side when the saved model records none")
+    p.add_argument("--img-size", type=_positive_int, metavar="PX", help="image side when the saved model records none")
     p.add_argument("--mean", type=_floats, help="image mean when the saved model records none (0.5,0.5,0.5)")
     p.add_argument("--std", type=_floats, help="image std when the saved model records none")
     return p
