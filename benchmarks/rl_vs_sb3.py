@@ -59,6 +59,9 @@ RL_ZOO = {
 }
 
 
+VERBOSE = False  # --verbose: print every evaluation
+
+
 class Clock:
     """Training time = wall time minus the time spent evaluating; the first step >= threshold."""
 
@@ -91,6 +94,8 @@ class Clock:
         self.eval_s += time.perf_counter() - t
         mean = float(np.mean(returns))
         self.history.append((step, round(train_s, 2), mean))
+        if VERBOSE:
+            print(f"  eval at {step} steps, {train_s:.0f} s: {mean:.1f}", flush=True)
         if mean >= self.threshold and self.reached is None:
             self.reached = (step, train_s)
         return self.reached is not None
@@ -204,7 +209,10 @@ def main(argv=None) -> int:
                    help="environment steps of the throughput phase (DQN: 1000 warm-up steps included)")
     p.add_argument("--skip-threshold", action="store_true", help="only the throughput phase")
     p.add_argument("--out", default="/tmp/rl_vs_sb3.json")
+    p.add_argument("--verbose", action="store_true", help="print every evaluation")
     args = p.parse_args(argv)
+    global VERBOSE
+    VERBOSE = args.verbose
     torch.set_num_threads(args.threads)
     env_id = args.env
     print(f"torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
