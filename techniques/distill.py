@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = vtrain.build_parser("zoo distill", __doc__)
     p.set_defaults(model=None)
+    for action in p._actions:
+        if action.dest in ("model", "pretrained"):  # the student is --student, trained from scratch
+            action.help = argparse.SUPPRESS
     p.add_argument("--teacher", required=True, help="the trained teacher: a save_pretrained directory (--save-model)")
     p.add_argument("--student", required=True, help="registered model name of the student (zoo list --domain vision)")
     p.add_argument("--student-width", type=vtrain.bounded(int, 1), default=None,
