@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 
-def run_commands(runs: list[tuple[str, int, list[str]]], log_dir: Path, jobs: int = 2, reuse: bool = False) -> list[dict]:
+def run_commands(runs: list[tuple[str, int, list[str]]], log_dir: Path, jobs: int = 2,
+                 reuse: bool = False) -> list[dict]:
     """``runs``: (arm, seed, argv after ``python -m``). Each runs with OMP_NUM_THREADS=1, its output
     in ``log_dir/<arm>_seed<seed>.log``; returns its summary dict with ``arm`` and ``seed`` added.
     ``reuse``: a run whose log already ends with its summary (same command) is not run again."""

@@ -98,7 +98,8 @@ class DANNTask(ClassificationTask):
         loss = F.cross_entropy(class_logits, y_source)
         if domain_logits is not None:
             domains = torch.cat([torch.zeros(len(x_source)), torch.ones(len(x_target))]).to(domain_logits)
-            loss = loss + self.domain_weight * F.binary_cross_entropy_with_logits(domain_logits.float(), domains.float())
+            domain_loss = F.binary_cross_entropy_with_logits(domain_logits.float(), domains.float())
+            loss = loss + self.domain_weight * domain_loss
         return loss
 
 

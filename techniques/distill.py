@@ -257,7 +257,8 @@ def run(args: argparse.Namespace) -> dict:
                **speed, "speed_ratio": round(speed["student_images_per_s"] / speed["teacher_images_per_s"], 2),
                "train_seconds": round(elapsed, 1)}
     if trainer.is_main:
-        print(f"student test accuracy: {100 * metrics['test/acc']:.2f}% (teacher {100 * teacher_metrics['teacher/acc']:.2f}%); "
+        print(f"student test accuracy: {100 * metrics['test/acc']:.2f}% "
+              f"(teacher {100 * teacher_metrics['teacher/acc']:.2f}%); "
               f"student {summary['speed_ratio']}x the teacher's images/s")
         print(json.dumps(summary))
         if args.save_model:

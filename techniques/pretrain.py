@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> dict:
     task.grad_scaler = trainer.scaler
     if trainer.is_main:
         print(f"SimCLR, {args.model} encoder ({feature_dim}-d features, "
-              f"{sum(p.numel() for p in encoder.parameters()):,} params) on {len(train)} unlabelled {data.name} images, "
+              f"{sum(p.numel() for p in encoder.parameters()):,} params) on {len(train)} unlabelled {data.name} "
+              "images, "
               f"batch {args.batch_size} (2x views), tau {args.temperature}"
               + (f", chunks of {args.chunk_size} views" if args.chunk_size else ""))
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Domain-adversarial training (DANN) on digits -> shifted digits.
 
-    zoo train dann                                        # resnet18, target: inverted + noised digits
-    zoo train dann --backbone mobilenet_v3_small --shift rotate --epochs 20
+    zoo train dann                                        # resnet18, target: digits rotated by 45 degrees
+    zoo train dann --base-channels 16 --shift invert_noise   # a thin resnet18, another shift
     zoo train dann --source-only                          # the baseline: the same run without adaptation
     python -m zoo.techniques.train --model dann --help
 
@@ -47,7 +47,8 @@ def build_parser(prog: str = "zoo train dann / python -m zoo.techniques.train") 
     p.add_argument("--data", default="digits", choices=["digits"], help="the source domain")
     p.add_argument("--base-channels", type=count, default=None,
                    help="a thinner ResNet: its base_channels (64 in the paper's); other families refuse it")
-    p.add_argument("--shift", default="invert_noise", choices=SHIFTS, help="how the target domain is made from the source")
+    p.add_argument("--shift", default="rotate", choices=SHIFTS,
+                   help="how the target domain is made from the source (rotate: every image turned by 45 degrees)")
     p.add_argument("--source-only", action="store_true", help="train on the source alone (the baseline)")
     p.add_argument("--img-size", type=count, default=32)
     p.add_argument("--epochs", type=count, default=15)
@@ -59,7 +60,8 @@ def build_parser(prog: str = "zoo train dann / python -m zoo.techniques.train") 
     p.add_argument("--weight-decay", type=non_negative, default=5e-4)
     p.add_argument("--gamma", type=positive, default=10.0, help="lambda_p = 2 / (1 + exp(-gamma p)) - 1")
     p.add_argument("--domain-weight", type=non_negative, default=1.0, help="weight of the domain loss")
-    p.add_argument("--domain-hidden", type=count, default=1024, help="width of the domain classifier's two hidden layers")
+    p.add_argument("--domain-hidden", type=count, default=1024,
+                   help="width of the domain classifier's two hidden layers")
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
     p.add_argument("--seed", type=bounded(int, 0, 2**32 - 1), default=0)

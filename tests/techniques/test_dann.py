@@ -100,8 +100,8 @@ def test_shifts():
 @pytest.mark.parametrize("extra", [[], ["--source-only"]])
 def test_zoo_train_dann_runs_and_saves_the_classifier(tmp_path, capsys, extra):
     out = tmp_path / "dann"
-    assert zoo_main(["train", "dann", "--img-size", "16", "--max-steps", "2", "--batch-size", "16", "--no-progress",
-                     "--save-model", str(out), *extra]) == 0
+    assert zoo_main(["train", "dann", "--img-size", "16", "--base-channels", "8", "--max-steps", "2",
+                     "--batch-size", "16", "--no-progress", "--save-model", str(out), *extra]) == 0
     printed = capsys.readouterr().out
     assert "target test accuracy" in printed and '"target/acc"' in printed
     saved = zoo.from_pretrained(out)

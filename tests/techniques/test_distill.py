@@ -92,8 +92,8 @@ def test_zoo_distill_cli_trains_and_saves_the_student(tmp_path, capsys):
     zoo.save_pretrained(teacher, tmp_path / "teacher")
     out = tmp_path / "student"
     argv = ["distill", "--teacher", str(tmp_path / "teacher"), "--student", "resnet18", "--student-width", "4",
-            "--max-steps", "2", "--batch-size", "16", "--feature-layers", "layer3:layer3", "--no-progress",
-            "--save-model", str(out)]
+            "--img-size", "16", "--max-steps", "2", "--batch-size", "16", "--feature-layers", "layer3:layer3",
+            "--no-progress", "--save-model", str(out)]
     assert zoo_main(argv) == 0
     printed = capsys.readouterr().out
     assert "student test accuracy" in printed and "speed_ratio" in printed

@@ -36,7 +36,8 @@ def test_nt_xent_is_low_when_views_agree_and_rejects_mismatched_batches():
 
 
 def _encoder_with_dropout():
-    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Dropout(0.3), nn.Linear(4 * 7 * 7, 16))
+    return nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.Dropout(0.3),
+                         nn.Linear(4 * 7 * 7, 16))
 
 
 @pytest.mark.parametrize("chunk", [4, 5, 8])  # divides the 16 views, does not, splits views from their pairs
@@ -94,13 +95,14 @@ def test_linear_probe_selects_on_validation_and_scores_test():
 
 def test_zoo_pretrain_then_finetune_from_the_encoder(tmp_path, capsys):
     enc = tmp_path / "enc"
-    assert zoo_main(["pretrain", "simclr", "resnet18", "--max-steps", "2", "--batch-size", "16", "--chunk-size", "12",
-                     "--no-probe", "--no-progress", "--save-model", str(enc)]) == 0
+    assert zoo_main(["pretrain", "simclr", "resnet18", "--base-channels", "8", "--img-size", "16", "--max-steps", "2",
+                     "--batch-size", "16", "--chunk-size", "12", "--no-probe", "--no-progress",
+                     "--save-model", str(enc)]) == 0
     saved = zoo.from_pretrained(enc)
-    assert saved.num_classes == 0 and saved.in_chans == 1
+    assert saved.num_classes == 0 and saved.in_chans == 1 and saved.conv1.out_channels == 8
     out = tmp_path / "ft"
-    assert zoo_main(["finetune", "resnet18", "--pretrained", str(enc), "--label-fraction", "0.1", "--max-steps", "2",
-                     "--batch-size", "16", "--no-progress", "--save-model", str(out)]) == 0
+    assert zoo_main(["finetune", "resnet18", "--pretrained", str(enc), "--img-size", "16", "--label-fraction", "0.1",
+                     "--max-steps", "2", "--batch-size", "16", "--no-progress", "--save-model", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "122 train" in printed and "no classifier" in printed
     tuned = zoo.from_pretrained(out)
