@@ -16,7 +16,9 @@ requests are done, after ``--warmup`` untimed ones. Latency is from sending to t
 Every answer is checked (HTTP 200, ``top`` present).
 
 Rows: one per backend x ``--max-batch`` (1 = no batching). The last column is requests/s against
-the same backend's ``--max-batch 1`` row of this run.
+the same backend's ``--max-batch 1`` row of this run. The line above the table is the model called
+directly in this process (same thread count, batch 1 and each ``--max-batch``): the ceiling that
+HTTP, JPEG decoding and resizing bring the server down from.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import platform
 import statistics
@@ -112,6 +115,34 @@ async def load(url: str, bodies: list[bytes], requests: int, clients: int, warmu
             "max_batch": after["max_batch_seen"]}
 
 
+def direct(directory: Path, onnx: Path | None, batch: int, size: int, seconds: float = 3.0) -> dict[str, float]:
+    """Images/s of the model called directly (no HTTP, no decoding) at ``batch``: the ceiling a server
+    approaches, per backend, timed over about ``seconds`` after one warm-up call."""
+    import zoo
+
+    x = torch.randn(batch, 3, size, size)
+    calls = {}
+    model = zoo.from_pretrained(directory).eval()
+    calls["torch"] = lambda: model(x)
+    if onnx is not None:
+        from zoo.deploy.serve import OnnxBackend
+
+        names = [i["name"] for i in json.loads(Path(f"{onnx}.json").read_text())["inputs"]]
+        session = OnnxBackend(onnx, names, threads=torch.get_num_threads())
+        array = x.numpy()
+        calls["onnxruntime"] = lambda: session(array)
+    out = {}
+    with torch.inference_mode():
+        for name, call in calls.items():
+            call()
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                call()
+                n += 1
+            out[name] = n * batch / (time.perf_counter() - start)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=224, help="model input side (px)")
@@ -138,7 +169,11 @@ def main() -> None:
               f"({len(bodies[0]) // 1024} KB), {args.clients} concurrent clients, {args.requests} timed requests "
               f"per row, {args.threads} model thread(s), wait {args.max_wait_ms:g} ms; {platform.processor() or ''} "
               f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__}")
-        print(f"| backend | max batch | requests/s | p50 ms | p99 ms | mean batch | vs no batching |")
+        onnx_or_none = onnx if "onnxruntime" in args.backends else None
+        ceiling = {b: direct(directory, onnx_or_none, b, args.size) for b in sorted({1, *args.max_batch})}
+        print("model alone (no HTTP, no decoding), images/s: " + "; ".join(
+            f"batch {b}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()) for b, row in ceiling.items()))
+        print("| backend | max batch | requests/s | p50 ms | p99 ms | mean batch | vs no batching |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for backend in args.backends:
             base = None
