@@ -31,7 +31,8 @@ Endpoints:
 Dynamic batching: each request is parsed (decoded, resized, checked) in a worker thread and put on
 an asyncio queue; one batcher task takes the first waiting request, waits at most ``--max-wait-ms``
 for more, up to ``--max-batch``, and runs them as one batch on a single model thread, so the event
-loop keeps accepting while the model computes. Only compatible requests share a batch: images are
+loop keeps accepting while the model computes. It waits only while other requests are being read
+or parsed: a lone request runs at once. Only compatible requests share a batch: images are
 all resized to the model's size; audio clips batch with clips of the same length (padding would
 change a per-utterance normalisation); texts of any length batch (the tagger and BERT pad and mask;
 GPT-2 pads on the right, which causal attention never sees); graphs batch as one disjoint union.
@@ -564,6 +565,17 @@ class Batcher:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zoo-model")
         self.batch_sizes: Counter[int] = Counter()
         self.task: asyncio.Task | None = None
+        self.arriving = 0  # requests received and still being read or parsed (counted on the event loop)
+
+    @contextlib.contextmanager
+    def arrival(self) -> Iterator[None]:
+        """Around reading and parsing a request: while any is, a batch waits for it (up to max_wait);
+        when none is, a batch runs at once rather than wait for requests that have not come."""
+        self.arriving += 1
+        try:
+            yield
+        finally:
+            self.arriving -= 1
 
     async def submit(self, key: Hashable, item: Any, topk: int) -> dict:
         future = asyncio.get_running_loop().create_future()
@@ -579,7 +591,7 @@ class Batcher:
                 pending.append(self.queue.get_nowait())
                 continue
             timeout = deadline - loop.time()
-            if timeout <= 0:
+            if timeout <= 0 or not self.arriving:  # wait only for requests already being read or parsed
                 break
             try:
                 pending.append(await asyncio.wait_for(self.queue.get(), timeout))
@@ -757,13 +769,14 @@ def create_app(servable: Servable, *, max_batch: int = 16, max_wait_ms: float = 
                 if not text.isdigit() or int(text) < 1 or (most and int(text) > most):
                     raise RequestError(422, f"topk must be an integer in [1, {most or 'classes'}], got {text!r}.")
                 topk = int(text)
-            body = await _read_body(request, limit)
-            if content_type == "multipart/form-data":
-                body = await _upload(request, body, limit)
-            if not body:
-                raise RequestError(422, "the body is empty; send the input (see GET /info for what it takes).")
-            key, item = await asyncio.to_thread(servable.parse, body, content_type)
-            return answer(200, await batcher.submit(key, item, topk))
+            with batcher.arrival():
+                body = await _read_body(request, limit)
+                if content_type == "multipart/form-data":
+                    body = await _upload(request, body, limit)
+                if not body:
+                    raise RequestError(422, "the body is empty; send the input (see GET /info for what it takes).")
+                key, item = await asyncio.to_thread(servable.parse, body, content_type)
+            return answer(200, await batcher.submit(key, item, topk))  # queued with no await in between
         except RequestError as exc:
             return answer(exc.status, {"error": str(exc)})
         except ZooError as exc:  # a model-side check on an input the parser let through

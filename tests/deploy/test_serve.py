@@ -630,3 +630,13 @@ def test_gpt2_next_tokens_equal_direct_forward_alone_or_batched(gpt):
     r = client.post("/predict", json={"text": "good " * 17})
     assert r.status_code == 413 and "over the model's 16" in r.json()["error"]
     assert "500" not in client.get("/metrics").json()["responses"]
+
+
+def test_a_lone_request_does_not_wait_out_max_wait(image_model):
+    """The batcher waits for requests being read or parsed, not for ones that have not come."""
+    app = create_app(load_servable(str(image_model[1])), max_batch=8, max_wait_ms=10_000)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        for _ in range(2):
+            start = time.perf_counter()
+            assert client.post("/predict", content=PNG, headers={"content-type": "image/png"}).status_code == 200
+            assert time.perf_counter() - start < 5
