@@ -15,7 +15,8 @@ episodes on a separate set of 20 environments seeded 10_000..10_019, determinist
 / mean), undiscounted return; observations normalised with the training run's statistics where
 the run normalises them. A run stops at its first evaluation >= the threshold (CartPole-v1 475,
 Acrobot-v1 -100, Pendulum-v1 -200, LunarLander-v3 200) or at the step budget (rl-zoo's
-n_timesteps, or ``--budget-steps``). Reported per library: environment steps and training wall
+n_timesteps, or ``--budget-steps``); with ``--no-stop`` every run trains its whole budget, and its
+final evaluation is the budget's last. Reported per library: environment steps and training wall
 time (evaluation time excluded) to the threshold, the final evaluation, and training steps per
 second over the run. Ratios are ours against SB3's, from this same run.
 """
@@ -60,6 +61,7 @@ RL_ZOO = {
 
 
 VERBOSE = False  # --verbose: print every evaluation
+NO_STOP = False  # --no-stop: train the whole budget; the final evaluation is then the budget's last
 
 
 class Clock:
@@ -80,7 +82,7 @@ class Clock:
     def wants_last_eval(self, step: int) -> bool:
         """A run that ended below the threshold is evaluated once more at its last step (not the
         throughput runs, which never evaluate)."""
-        return (self.reached is None and self.eval_every < 10**9
+        return ((self.reached is None or NO_STOP) and self.eval_every < 10**9
                 and (not self.history or self.history[-1][0] != step))
 
     def maybe_eval(self, step: int, force: bool = False) -> bool:
@@ -98,7 +100,7 @@ class Clock:
             print(f"  eval at {step} steps, {train_s:.0f} s: {mean:.1f}", flush=True)
         if mean >= self.threshold and self.reached is None:
             self.reached = (step, train_s)
-        return self.reached is not None
+        return self.reached is not None and not NO_STOP
 
 
 def our_config(algo: str, env_id: str, seed: int, overrides: list[str], budget: int | None):
@@ -210,9 +212,11 @@ def main(argv=None) -> int:
     p.add_argument("--skip-threshold", action="store_true", help="only the throughput phase")
     p.add_argument("--out", default="/tmp/rl_vs_sb3.json")
     p.add_argument("--verbose", action="store_true", help="print every evaluation")
+    p.add_argument("--no-stop", action="store_true",
+                   help="do not stop at the threshold: train the whole budget and report its last evaluation")
     args = p.parse_args(argv)
-    global VERBOSE
-    VERBOSE = args.verbose
+    global VERBOSE, NO_STOP
+    VERBOSE, NO_STOP = args.verbose, args.no_stop
     torch.set_num_threads(args.threads)
     env_id = args.env
     print(f"torch threads {torch.get_num_threads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
