@@ -49,11 +49,12 @@ FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".pt"}
 FORMAT_NAMES = {"onnx": "ONNX", "export": "torch.export", "torchscript": "TorchScript"}
 ONNX_EXTERNAL_DATA_BYTES = 2 * 1024**3  # protobuf's limit: larger models keep their weights beside the file
 
-_GRAPH_CHECKS = "graph/message_passing.py (edge_index bounds: int(edge_index.max()))"
+_GRAPH_CHECKS = "graph/message_passing.py (edge_index / batch bounds: int(edge_index.max()))"
 _TAGGER_CHECKS = "nlp/bilstm_crf.py _check_inputs (id bounds: int(words.max()))"
-# (model, format) -> why it does not export. The registry-wide test (tests/deploy/test_export.py) holds
-# this table to reality: a pair listed here must raise ExportError, a pair not listed must export and
-# match eager within 1e-4 at another batch size.
+# (model, format) -> why it does not export. The registry-wide test (tests/deploy/test_export_registry.py)
+# holds this table to reality: a pair listed here must raise ExportError with this reason (the files and
+# the kind of failure it names), a pair not listed must export and match eager within 1e-4 at other
+# batch sizes and lengths.
 UNSUPPORTED: dict[tuple[str, str], str] = {
     **{(name, fmt): f"data-dependent Python control flow: the input check in {_GRAPH_CHECKS} reads a "
                     "tensor's value, which torch.export cannot trace"
@@ -61,6 +62,14 @@ UNSUPPORTED: dict[tuple[str, str], str] = {
     **{(name, fmt): f"data-dependent Python control flow: the input check in {_TAGGER_CHECKS} reads a "
                     "tensor's value, which torch.export cannot trace"
        for name in ("bilstm_crf", "bilstm_cnn_crf") for fmt in ("export", "onnx")},
+    **{(name, "torchscript"): "the sparse aggregation in graph/fast.py is a custom torch.autograd.Function "
+                              "(_CSRAggregate), which torch.jit.trace cannot record"
+       for name in ("gat", "gatv2", "gin", "graphsage")},
+    ("gcn", "torchscript"): "the trace keeps the example graph's normalised adjacency (graph/fast.py) as a "
+                            "constant: the traced file fails at another batch size",
+    **{(name, "torchscript"): "the forward returns (logits, None) without lengths; torch.jit.trace "
+                              "records tensors only"
+       for name in ("wav2vec2_base", "wav2vec2_large", "wav2vec2_large_lv60k")},
 }
 
 
@@ -223,6 +232,16 @@ def explain(exc: BaseException) -> str:
     op = re.search(r"\b(?:aten|prims|quantized)(?:::|\.)[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)?", "\n".join(chain))
     if op:
         return f"unsupported operation {op.group(0).replace('::', '.')}" + (f" (at {where})" if where else "")
+    if where and ".apply(" in where:
+        return (f"a custom torch.autograd.Function (at {where}), which torch.jit.trace cannot record "
+                f"({type(exc).__name__}: {text.strip().splitlines()[-1][:120] if text.strip() else ''})")
+    if "TorchScript interpreter" in text:  # the interpreter's message holds the real error and its line
+        errors = re.findall(r"^\s*(?:\w+Error: )*(\w+Error: .+)$", text, flags=re.M)
+        root = str(Path(__file__).resolve().parents[1]) + os.sep
+        at = [line.strip().replace(root, "") for line in text.split("At:", 1)[-1].splitlines()
+              if line.strip().startswith(root) and ".venv" not in line]
+        return (f"the TorchScript interpreter failed: {errors[-1][:200] if errors else 'see the cause'}"
+                + (f" (at {at[0]})" if at else ""))
     if "can be output from traced functions" in text:
         return "the forward returns a non-tensor (None) among its outputs, which torch.jit.trace cannot record"
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # the exporters colour their messages
@@ -283,10 +302,52 @@ def _quiet():
         torch_logger.setLevel(level)
 
 
-def _trace_program(model, inputs, dynamic: bool):
-    dims = tuple({axis: torch.export.Dim.AUTO for axis in range(t.dim())} for t in inputs) if dynamic else None
+def _trace_program(model, inputs, dynamic: bool, static_axes: set[tuple[int, int]] = frozenset()):
+    dims = None
+    if dynamic:  # Dim.AUTO: dynamic unless the model fixes it; STATIC where a looser trace did not hold
+        dims = tuple({axis: torch.export.Dim.STATIC if (i, axis) in static_axes else torch.export.Dim.AUTO
+                      for axis in range(t.dim())} for i, t in enumerate(inputs))
     with _quiet():
         return torch.export.export(model, inputs, dynamic_shapes=dims, strict=False)
+
+
+_SIZE_AXES = re.compile(r"length|height|width")
+
+
+def shrink(inputs: Sequence[torch.Tensor], shapes: Sequence[Sequence]) -> tuple[torch.Tensor, ...]:
+    """The inputs cut by a quarter along every axis whose declared size is a length, height or width
+    (``shapes`` as in the sidecar): inputs of another size to check a dynamic axis with."""
+    cut = []
+    for t, shape in zip(inputs, shapes):
+        for axis, size in enumerate(shape):
+            if isinstance(size, str) and _SIZE_AXES.search(size) and t.shape[axis] > 3:
+                t = t.narrow(axis, 0, t.shape[axis] - t.shape[axis] // 4)
+        cut.append(t)
+    return tuple(cut)
+
+
+def _sound_program(model, program, inputs, names, domain):
+    """The program, re-traced with fixed lengths / image sizes when the first trace's guards reject
+    another size that eager accepts (a model that pools a waveform into a fixed frame count: the
+    exporter keeps the length symbolic but guards it to the example's)."""
+    mapping = _symbol_names(program, names, domain)
+    shapes = [_shape(n.meta["val"].shape, mapping) for n in _program_inputs(program)]
+    other = shrink(inputs, shapes)
+    if all(a.shape == b.shape for a, b in zip(other, inputs)):
+        return program
+    try:
+        with torch.no_grad():
+            model(*other)
+    except Exception:  # the model itself takes no other size there: nothing to fix
+        return program
+    try:
+        with torch.no_grad(), _quiet():
+            program.module()(*other)
+        return program
+    except Exception:
+        static = {(i, axis) for i, shape in enumerate(shapes) for axis, size in enumerate(shape)
+                  if isinstance(size, str) and _SIZE_AXES.search(size)}
+        return _trace_program(model, inputs, True, static)
 
 
 def _check_trace(model, traced, inputs) -> None:
@@ -296,7 +357,7 @@ def _check_trace(model, traced, inputs) -> None:
         other = example_inputs_for(model, inputs[0].shape[0] + 1)
     except InputError:  # not a registered model: no way to make other inputs
         return
-    with torch.inference_mode():
+    with torch.no_grad():
         expected = _flat_outputs(model(*other))
         try:
             got = _flat_outputs(traced(*other))
@@ -372,14 +433,15 @@ def export_formats(model_or_name, outs: dict[str, str | os.PathLike], example_in
 
     entry = get_entry(name) if hasattr(model, "zoo_name") else None
     task, domain = (entry.task, entry.domain) if entry else ("", "")
-    with torch.inference_mode():
-        outputs = _flat_outputs(model(*inputs))
-
     program = program_error = None
-    try:
+    try:  # traced before any eager call: a model that caches per input (graph CSR) is traced fresh
         program = _trace_program(model, inputs, dynamic)
+        if dynamic:
+            program = _sound_program(model, program, inputs, names, domain)
     except Exception as exc:  # the exporter's errors have no common base: keep the reason, not the type
         program_error = exc
+    with torch.no_grad():  # not inference_mode: tensors a model caches here may meet torch.jit.trace's autograd
+        outputs = _flat_outputs(model(*inputs))
     spec = _io_spec(model, names, inputs, outputs, task, domain, program)
     import zoo
 
