@@ -15,8 +15,9 @@ server resizes and crops it) as the raw body and waiting for the answer, until `
 requests are done, after ``--warmup`` untimed ones. Latency is from sending to the full answer.
 Every answer is checked (HTTP 200, ``top`` present).
 
-Rows: one per backend x ``--max-batch`` (1 = no batching). The last column is requests/s against
-the same backend's ``--max-batch 1`` row of this run. The line above the table is the model called
+Rows: one per backend x ``--max-batch`` (1 = no batching), all servers up at once and visited in
+turn for ``--repeats`` rounds (medians; the range of requests/s in brackets), since a shared machine's
+load drifts. The last column is requests/s against the same backend's ``--max-batch 1`` row. The line above the table is the model called
 directly in this process (same thread count, batch 1 and each ``--max-batch``): the ceiling that
 HTTP, JPEG decoding and resizing bring the server down from.
 """
@@ -153,6 +154,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="model threads in the server")
     parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over the configurations; medians reported")
     parser.add_argument("--backends", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -173,22 +175,31 @@ def main() -> None:
         ceiling = {b: direct(directory, onnx_or_none, b, args.size) for b in sorted({1, *args.max_batch})}
         print("model alone (no HTTP, no decoding), images/s: " + "; ".join(
             f"batch {b}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()) for b, row in ceiling.items()))
+        print(f"median of {args.repeats} rounds; the rounds visit the configurations in turn, so machine load "
+              "drifting during the run reaches them all alike; requests/s range in brackets")
         print("| backend | max batch | requests/s | p50 ms | p99 ms | mean batch | vs no batching |")
         print("|---|---:|---:|---:|---:|---:|---:|")
-        for backend in args.backends:
-            base = None
-            for max_batch in args.max_batch:
+        configs = [(backend, max_batch) for backend in args.backends for max_batch in args.max_batch]
+        servers, rows = {}, {c: [] for c in configs}
+        try:
+            for backend, max_batch in configs:  # all up at once (idle ones cost nothing) to interleave rounds
                 model = ["--pretrained", str(directory)] if backend == "torch" else ["--onnx", str(onnx)]
-                server = Server([*model, "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms)],
-                                args.threads)
-                try:
-                    row = asyncio.run(load(server.url, bodies, args.requests, args.clients, args.warmup))
-                finally:
-                    server.close()
-                base = base or (row["rps"] if max_batch == 1 else None)
-                ratio = f"{row['rps'] / base:.2f}x" if base else "-"
-                print(f"| {backend} | {max_batch} | {row['rps']:.1f} | {row['p50']:.0f} | {row['p99']:.0f} | "
-                      f"{row['mean_batch']:.1f} | {ratio} |", flush=True)
+                servers[backend, max_batch] = Server(
+                    [*model, "--max-batch", str(max_batch), "--max-wait-ms", str(args.max_wait_ms)], args.threads)
+            for _ in range(args.repeats):
+                for config in configs:
+                    rows[config].append(asyncio.run(load(servers[config].url, bodies, args.requests, args.clients,
+                                                         args.warmup)))
+        finally:
+            for server in servers.values():
+                server.close()
+        median = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in rows.items()}
+        for backend, max_batch in configs:
+            row, runs = median[backend, max_batch], [r["rps"] for r in rows[backend, max_batch]]
+            base = median.get((backend, 1), {}).get("rps")
+            ratio = f"{row['rps'] / base:.2f}x" if base else "-"
+            print(f"| {backend} | {max_batch} | {row['rps']:.1f} [{min(runs):.1f}-{max(runs):.1f}] | {row['p50']:.0f} | "
+                  f"{row['p99']:.0f} | {row['mean_batch']:.1f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":
