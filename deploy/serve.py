@@ -435,7 +435,7 @@ def load_servable(pretrained: str | None = None, onnx: str | None = None, *, top
     """What :func:`create_app` serves: the model of a ``save_pretrained`` directory, or the ONNX file
     exported from it (``onnx``; its sidecar ``onnx + ".json"`` supplies what the directory would)."""
     import zoo
-    from zoo.predict import _data_config, _labels
+    from zoo.predict import class_labels, data_config
     from zoo.shared.registry import get_entry
 
     if pretrained is None and onnx is None:
@@ -467,13 +467,13 @@ def load_servable(pretrained: str | None = None, onnx: str | None = None, *, top
     else:
         backend = TorchBackend(model)
     num_classes = int(config.get("num_classes", 0))
-    labels = _labels(where, id2label, num_classes) if num_classes else None
+    labels = class_labels(where, id2label, num_classes) if num_classes else None
     common = dict(name=name, task=entry.task, backend=backend, labels=labels, topk=topk, config=config,
                   num_params=sum(p.numel() for p in model.parameters()) if model is not None else None)
 
     if entry.task == "image-classification":
         in_chans = int(config.get("in_chans", 3))
-        data = _data_config(where, pretrained_cfg or {}, in_chans,
+        data = data_config(where, pretrained_cfg or {}, in_chans,
                             {"input_size": img_size, "mean": mean, "std": std})
         if meta is not None:  # an export with a fixed image size takes only that size
             shape = meta["inputs"][0].get("shape", [])

@@ -54,7 +54,7 @@ class DataConfig:
         ])
 
 
-def _data_config(where: str, cfg: dict, in_chans: int, overrides: dict) -> DataConfig:
+def data_config(where: str, cfg: dict, in_chans: int, overrides: dict) -> DataConfig:
     """The data config from ``cfg`` (a pretrained_cfg) and the caller's overrides, checked."""
     cfg = {**cfg, **{k: v for k, v in overrides.items() if v is not None}}
     size = cfg.get("input_size")
@@ -97,7 +97,7 @@ def _data_config(where: str, cfg: dict, in_chans: int, overrides: dict) -> DataC
     return DataConfig(in_chans, size, stats["mean"], stats["std"], interpolation, float(crop_pct))
 
 
-def _labels(where: str, id2label, num_classes: int) -> list[str] | None:
+def class_labels(where: str, id2label, num_classes: int) -> list[str] | None:
     if id2label is None:
         return None
     try:
@@ -182,6 +182,6 @@ def load_predictor(pretrained: str, img_size: int | None = None, mean=None, std=
     cfg = saved.get("pretrained_cfg") or getattr(model, "pretrained_cfg", None) or {}
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{where}/config.json: pretrained_cfg must be an object, got {type(cfg).__name__}.")
-    data = _data_config(where, cfg, in_chans, {"input_size": img_size, "mean": mean, "std": std})
+    data = data_config(where, cfg, in_chans, {"input_size": img_size, "mean": mean, "std": std})
     num_classes = int(model.zoo_config.get("num_classes", getattr(model, "num_classes", 0)))
-    return Predictor(model, data, _labels(f"{where}/config.json", saved.get("id2label"), num_classes), spec)
+    return Predictor(model, data, class_labels(f"{where}/config.json", saved.get("id2label"), num_classes), spec)
