@@ -74,10 +74,14 @@ class Clock:
         self.obs_stats = obs_stats
         self.eval_every, self.next_eval = eval_every, eval_every
         self.start, self.eval_s = time.perf_counter(), 0.0
+        self.cpu_start, self.eval_cpu_s = time.process_time(), 0.0  # CPU time: what a busy machine does not inflate
         self.reached, self.history = None, []
 
     def train_s(self) -> float:
         return time.perf_counter() - self.start - self.eval_s
+
+    def train_cpu_s(self) -> float:
+        return time.process_time() - self.cpu_start - self.eval_cpu_s
 
     def wants_last_eval(self, step: int) -> bool:
         """A run that ended below the threshold is evaluated once more at its last step (not the
@@ -90,10 +94,11 @@ class Clock:
         if step < self.next_eval and not force:
             return False
         self.next_eval = (step // self.eval_every + 1) * self.eval_every
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         train_s = self.train_s()
         returns = self.evaluate(self.act, self.env_id, 20, seed=10_000, obs_stats=self.obs_stats())
         self.eval_s += time.perf_counter() - t
+        self.eval_cpu_s += time.process_time() - c
         mean = float(np.mean(returns))
         self.history.append((step, round(train_s, 2), mean))
         if VERBOSE:
@@ -176,11 +181,12 @@ def run_sb3(algo: str, env_id: str, seed: int, eval_every: int, budget: int | No
 
 
 def _result(clock: Clock, steps: int) -> dict:
-    train_s = clock.train_s()
+    train_s, cpu_s = clock.train_s(), clock.train_cpu_s()
     return {"reached_step": clock.reached[0] if clock.reached else None,
             "reached_s": round(clock.reached[1], 2) if clock.reached else None,
             "final_eval": clock.history[-1][2] if clock.history else float("nan"), "steps": steps,
-            "train_s": round(train_s, 2), "steps_per_s": round(steps / train_s, 1), "history": clock.history}
+            "train_s": round(train_s, 2), "steps_per_s": round(steps / train_s, 1), "cpu_s": round(cpu_s, 2),
+            "steps_per_cpu_s": round(steps / cpu_s, 1), "history": clock.history}
 
 
 def _mean_std(values) -> str:
@@ -260,20 +266,28 @@ def main(argv=None) -> int:
             continue
         # throughput: the same fixed budget for both, no evaluation, interleaved
         budget = args.budget[0 if algo == "ppo" else 1]
-        speed = {"ours": [], "sb3": []}
+        speed, cpu_speed = {"ours": [], "sb3": []}, {"ours": [], "sb3": []}
         for fn in libs.values():  # warm-up: the first run in a process pays one-time initialisation
             fn(algo, 99, 10**9, 1536 if algo == "dqn" else 512)
         for seed in range(args.throughput_seeds):
             for lib, fn in libs.items():
                 r = fn(algo, 100 + seed, 10**9, budget)
                 speed[lib].append(r["steps_per_s"])
+                cpu_speed[lib].append(r["steps_per_cpu_s"])
                 print(f"{algo} throughput seed {100 + seed} {lib:4s}: {r['steps']} steps in {r['train_s']} s "
-                      f"({r['steps_per_s']} steps/s)", flush=True)
+                      f"({r['steps_per_s']} steps/s; {r['cpu_s']} s of CPU, {r['steps_per_cpu_s']} steps/CPU-s)",
+                      flush=True)
         results[algo + "_throughput"] = speed
+        results[algo + "_throughput_cpu"] = cpu_speed
         ours, theirs = statistics.mean(speed["ours"]), statistics.mean(speed["sb3"])
         ratios = [o / t for o, t in zip(speed["ours"], speed["sb3"])]
         print(f"{algo.upper()} throughput over {budget} steps: ours {ours:.0f}, SB3 {theirs:.0f} steps/s, "
-              f"ratio {ours / theirs:.2f}x (per pair {min(ratios):.2f}x..{max(ratios):.2f}x)\n", flush=True)
+              f"ratio {ours / theirs:.2f}x (per pair {min(ratios):.2f}x..{max(ratios):.2f}x, median "
+              f"{statistics.median(ratios):.2f}x)", flush=True)
+        cpu_ratios = [o / t for o, t in zip(cpu_speed["ours"], cpu_speed["sb3"])]
+        ours, theirs = statistics.mean(cpu_speed["ours"]), statistics.mean(cpu_speed["sb3"])
+        print(f"{algo.upper()} per CPU second: ours {ours:.0f}, SB3 {theirs:.0f} steps/CPU-s, ratio {ours / theirs:.2f}x "
+              f"(per pair {min(cpu_ratios):.2f}x..{max(cpu_ratios):.2f}x)\n", flush=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     return 0
 
