@@ -52,6 +52,7 @@ def _reasons(text):
     return re.findall(r"[\w/]+\.py|aten\.\w+|data-dependent|None|autograd\.Function|another batch size", text)
 
 
+@pytest.mark.slow  # the first format of a model exports all three: up to ~20 s on a loaded 2-core machine
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("name", MODELS)
 def test_export_runs_and_matches_eager(name, fmt, exported):
