@@ -27,6 +27,8 @@ def main() -> None:
     p.add_argument("--student-width", default="8", help="the student's base_channels ('' for the full width)")
     p.add_argument("--temperature", default="4")
     p.add_argument("--alpha", default="0.9")
+    p.add_argument("--feature-layers", default=None,
+                   help="S:T, adds a third arm: KD plus feature distillation between these modules")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default="/tmp/techniques_distill")
@@ -42,14 +44,17 @@ def main() -> None:
             "--temperature", args.temperature]
     if args.student_width:
         base += ["--student-width", args.student_width]
-    runs = [(arm, s, [*base, "--alpha", alpha, "--seed", str(s)])
-            for s in args.seeds for arm, alpha in (("kd", args.alpha), ("alone", "0"))]
+    arms = [("kd", ["--alpha", args.alpha]), ("alone", ["--alpha", "0"])]
+    if args.feature_layers:
+        arms.append(("kd_features", ["--alpha", args.alpha, "--feature-layers", args.feature_layers]))
+    runs = [(arm, s, [*base, *extra, "--seed", str(s)]) for s in args.seeds for arm, extra in arms]
     results = run_commands(runs, out / "logs", args.jobs, args.reuse)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     width = f" (base_channels {args.student_width})" if args.student_width else ""
     print(f"\nstudent {args.student}{width}, teacher {teacher} (test accuracy {100 * results[0]['teacher/acc']:.2f}%), "
           f"{len(args.seeds)} seeds, test accuracy %:")
     print(table(results, [("kd", f"student + KD (T={args.temperature}, alpha={args.alpha})"),
+                          ("kd_features", f"student + KD + features {args.feature_layers} (MSE, beta 1)"),
                           ("alone", "student alone")], [("test/acc", "test accuracy")]))
     ratios = [r["speed_ratio"] for r in results]
     print(f"student / teacher inference images/s (batch 256, 1 thread, per run): mean {sum(ratios) / len(ratios):.1f}x "
