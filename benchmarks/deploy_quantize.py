@@ -81,8 +81,6 @@ def speed_rows(repeats: int) -> list[dict]:
 
 
 def tagger_row(folder: str, conll: str) -> dict:
-    from torch.utils.data import DataLoader  # noqa: F401  (the recipe's evaluation loads with it)
-
     from zoo.nlp.train import Collate, TaggedSentences, TaggingTask, _eval_sums, load_conll2003
 
     model = zoo.from_pretrained(folder).eval()
