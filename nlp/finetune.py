@@ -19,7 +19,6 @@ eng.testa span F1, report on eng.testb with the NLP I scorer (overall and per ty
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
@@ -33,11 +32,10 @@ from zoo.shared.data_paths import data_root
 from zoo.shared.errors import InvalidConfigError
 from zoo.shared.factory import create, from_pretrained
 from zoo.shared.training import LossSum, TrainConfig, Trainer
-from zoo.shared.weights import save_pretrained
 
 from .bert import BertModel
 from .conll import spans
-from .train import SCHEMES, TaggingTask, _check_types, load_conll2003, scheme_tags
+from .train import SCHEMES, TaggingTask, _check_types, load_conll2003, scheme_tags, seed_runs, seed_summary
 from .train_mlm import IGNORE, is_bert
 from .vocab import build_vocabs
 
@@ -207,28 +205,11 @@ def run(args: argparse.Namespace) -> dict:
     start_from = "random weights (--scratch)" if args.scratch else f"the encoder of {args.pretrained}"
     print(f"{args.model} tagger from {start_from}: {', '.join(f'{len(v)} {k}' for k, v in data.items())} "
           f"sentences, tags {tags.tokens}", flush=True)
-    runs, start = [], time.perf_counter()
-    for i in range(args.seeds):
-        seed = args.seed + i
-        out = None
-        if args.output_dir:
-            out = str(Path(args.output_dir) / f"seed{seed}") if args.seeds > 1 else args.output_dir
-        t0 = time.perf_counter()
-        model, result, test = train_one(args, data, tags, seed, out)
-        best = result["best"]
-        runs.append({"seed": seed, "val_f1": best["value"], "best_epoch": best["epoch"], "test_f1": test.f1,
-                     "test": test.as_dict(), "seconds": round(time.perf_counter() - t0, 1)})
-        print(f"seed {seed}: eng.testb F1 {100 * test.f1:.2f} (eng.testa {100 * (best['value'] or 0):.2f}, "
-              f"best epoch {best['epoch']})\n{test.table()}", flush=True)
-        if args.save_model and i == 0:
-            save_pretrained(model, args.save_model)
-    f1s = [100 * r["test_f1"] for r in runs]
-    mean, std = statistics.mean(f1s), statistics.stdev(f1s) if len(f1s) > 1 else 0.0
+    start = time.perf_counter()
+    runs = seed_runs(args, lambda seed, out: train_one(args, data, tags, seed, out))
+    name = f"{args.model} ({'scratch' if args.scratch else 'pretrained'})"
     summary = {"model": args.model, "pretrained": args.pretrained, "scratch": args.scratch, "scheme": args.scheme,
-               "seeds": len(runs), "test_f1_mean": round(mean, 2), "test_f1_std": round(std, 2), "runs": runs,
-               "seconds": round(time.perf_counter() - start, 1)}
-    print(f"{args.model} ({'scratch' if args.scratch else 'pretrained'}): eng.testb F1 {mean:.2f} +- {std:.2f} "
-          f"over {len(runs)} seed(s)")
+               **seed_summary(name, runs), "seconds": round(time.perf_counter() - start, 1)}
     if args.output_dir:
         write_json(Path(args.output_dir) / "results.json", summary)
     return summary

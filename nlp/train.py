@@ -288,14 +288,27 @@ def run(args: argparse.Namespace) -> dict:
         print(f"vocabulary: {vocabs[0].extend(extra)} testa/testb words added (covered by the vectors)")
     print(f"{args.model} on {folder}: {', '.join(f'{len(v)} {k}' for k, v in data.items())} sentences, "
           f"{len(vocabs[0])} words, {len(vocabs[1])} chars, tags {vocabs[2].tokens}")
-    runs, start = [], time.perf_counter()
+    start = time.perf_counter()
+    runs = seed_runs(args, lambda seed, out: train_one(args, data, vocabs, seed, out))
+    summary = {"model": args.model, "scheme": args.scheme, "data": str(folder),
+               **seed_summary(args.model, runs), "seconds": round(time.perf_counter() - start, 1)}
+    if args.output_dir:
+        write_json(Path(args.output_dir) / "results.json", summary)
+    return summary
+
+
+def seed_runs(args, train_one) -> list[dict]:
+    """``args.seeds`` runs with seeds ``args.seed``, ``args.seed + 1``, ...: ``train_one(seed, output_dir)``
+    returns ``(model, trainer result, eng.testb SpanScores)``; each run's scores are printed, the first
+    seed's model saved with ``--save-model``. Shared by the tagging recipes (this one, zoo.nlp.finetune)."""
+    runs = []
     for i in range(args.seeds):
         seed = args.seed + i
         out = None
         if args.output_dir:
             out = str(Path(args.output_dir) / f"seed{seed}") if args.seeds > 1 else args.output_dir
         t0 = time.perf_counter()
-        model, result, test = train_one(args, data, vocabs, seed, out)
+        model, result, test = train_one(seed, out)
         best = result["best"]
         runs.append({"seed": seed, "val_f1": best["value"], "best_epoch": best["epoch"], "test_f1": test.f1,
                      "test": test.as_dict(), "seconds": round(time.perf_counter() - t0, 1)})
@@ -304,6 +317,11 @@ def run(args: argparse.Namespace) -> dict:
         print(f"seed {seed}: eng.testb F1 {100 * test.f1:.2f} ({val})\n{test.table()}", flush=True)
         if args.save_model and i == 0:
             save_pretrained(model, args.save_model)
+    return runs
+
+
+def seed_summary(name: str, runs: list[dict]) -> dict:
+    """Mean +- std of eng.testb F1 over the runs, overall and per type (printed, and returned)."""
     f1s = [100 * r["test_f1"] for r in runs]
     mean, std = statistics.mean(f1s), statistics.stdev(f1s) if len(f1s) > 1 else 0.0
     types = sorted({t for r in runs for t in r["test"]["per_type"]})
@@ -311,15 +329,10 @@ def run(args: argparse.Namespace) -> dict:
     for t in types:
         values = [100 * r["test"]["per_type"].get(t, {"f1": 0.0})["f1"] for r in runs]
         per_type[t] = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-    summary = {"model": args.model, "scheme": args.scheme, "data": str(folder), "seeds": len(runs),
-               "test_f1_mean": round(mean, 2), "test_f1_std": round(std, 2),
-               "test_f1_per_type": {t: [round(m, 2), round(s, 2)] for t, (m, s) in per_type.items()},
-               "runs": runs, "seconds": round(time.perf_counter() - start, 1)}
-    print(f"{args.model}: eng.testb F1 {mean:.2f} +- {std:.2f} over {len(runs)} seed(s); "
+    print(f"{name}: eng.testb F1 {mean:.2f} +- {std:.2f} over {len(runs)} seed(s); "
           + ", ".join(f"{t} {m:.2f} +- {s:.2f}" for t, (m, s) in per_type.items()))
-    if args.output_dir:
-        write_json(Path(args.output_dir) / "results.json", summary)
-    return summary
+    return {"seeds": len(runs), "test_f1_mean": round(mean, 2), "test_f1_std": round(std, 2),
+            "test_f1_per_type": {t: [round(m, 2), round(s, 2)] for t, (m, s) in per_type.items()}, "runs": runs}
 
 
 def recipe_module(name: str):
