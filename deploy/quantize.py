@@ -295,13 +295,16 @@ def save_quantized(model: nn.Module, directory: str | os.PathLike, recipe: dict)
 
 
 def is_quantized_dir(directory: str | os.PathLike) -> bool:
-    path = Path(directory) / "config.json"
-    if not path.is_file():
+    from zoo.shared.errors import ZooError
+    from zoo.shared.weights import read_zoo_config
+
+    if not Path(directory).is_dir():
         return False
     try:
-        return isinstance(json.loads(path.read_text()).get("quantization"), dict)
-    except (ValueError, UnicodeDecodeError, AttributeError):
-        return False
+        config = read_zoo_config(Path(directory))  # bounded in size and depth
+    except ZooError:
+        return False  # the regular loader names what is wrong with the file
+    return isinstance((config or {}).get("quantization"), dict)
 
 
 def _rebuild(model: nn.Module, recipe: dict, example: torch.Tensor | None = None) -> nn.Module:
