@@ -595,11 +595,14 @@ def load_weights(
 
     if "num_classes" in requested and entry.classifier:
         head = [k for k in own if _is_classifier_key(k, entry.classifier)]
-        if any(k in state and state[k].shape != own[k].shape for k in head):
+        headless = bool(head) and not any(_is_classifier_key(k, entry.classifier) for k in state)
+        if headless or any(k in state and state[k].shape != own[k].shape for k in head):
             for k in head:
                 state.pop(k, None)
             report.reinitialized += head
             report.notes.append(
+                f"the checkpoint has no classifier; {'/'.join(entry.classifier)} initialised for "
+                f"num_classes={requested['num_classes']}" if headless else
                 f"classifier {'/'.join(entry.classifier)} re-initialised for num_classes={requested['num_classes']}"
             )
     if "in_chans" in requested and entry.first_conv and entry.first_conv in state:

@@ -373,3 +373,18 @@ def test_foreign_config_is_checked_for_sanity_only(reference, tmp_path):
     (folder / "config.json").write_text('{"model_type": ' + "[" * 50 + "]" * 50 + "}")
     with pytest.raises(InvalidConfigFileError, match="nested more than 16 levels"):
         _small(pretrained=folder)
+
+
+def test_headless_checkpoint_gets_a_new_classifier_when_num_classes_is_asked(tmp_path):
+    """An encoder saved with num_classes=0 (SimCLR's, timm's) loads with num_classes=N: every other weight
+    strictly, the classifier new and reported; without num_classes the missing head is still an error."""
+    headless = _small(num_classes=0)
+    zoo.save_pretrained(headless, tmp_path / "headless")
+    file = tmp_path / "headless" / "model.safetensors"
+    model = _small(pretrained=str(file), num_classes=7)
+    assert model.fc.out_features == 7 and "fc.weight" in model.load_report.reinitialized
+    assert any("no classifier" in note for note in model.load_report.notes)
+    trunk = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    assert all(torch.equal(v, headless.state_dict()[k]) for k, v in trunk.items())
+    with pytest.raises(zoo.CheckpointMismatchError, match="fc.weight"):
+        _small(pretrained=str(file))
