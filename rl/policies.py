@@ -5,8 +5,9 @@
 - :class:`QNetwork`: observation -> one Q-value per action, through an MLP or the Nature CNN,
   optionally with the dueling head of Wang et al. 2016, ``Q = V + A - mean(A)``.
 - :class:`ActorCritic`: observation -> an action distribution (categorical logits, or a diagonal
-  Gaussian with a state-independent log-std) and a state value, with separate policy and value
-  trunks (Stable-Baselines3's default) or one shared trunk.
+  Gaussian with a state-independent log-std, or with ``use_sde=True`` the state-dependent
+  Gaussian of generalised state-dependent exploration) and a state value, with separate policy and
+  value trunks (Stable-Baselines3's default) or one shared trunk.
 
 Every policy is an ``nn.Module`` whose ``forward(obs)`` returns one tensor, so the registry suite
 sees every parameter: Q-values for a QNetwork; for an ActorCritic the distribution's parameters
@@ -206,16 +207,26 @@ class ActorCritic(nn.Module):
     environment, or with ``squash=True`` pass through tanh and are scaled onto the bounds (the
     log-probability then carries the change-of-variables term).
 
+    With ``use_sde=True`` (continuous, unsquashed only) exploration is generalised state-dependent
+    exploration (gSDE, Raffin et al. 2021, arXiv:2005.05719): ``log_std`` is a (latent, action_dim)
+    matrix, an exploration matrix ``E ~ N(0, exp(log_std)^2)`` (one per environment) is drawn by
+    :meth:`reset_noise` and kept for several steps, and the action is ``mean(s) + z(s) @ E`` with
+    ``z(s)`` the policy trunk's output (detached: the noise does not train the features). For a
+    fixed ``s`` that is a Gaussian with variance ``(z^2) @ exp(log_std)^2`` per action dimension,
+    which gives the log-probability and the entropy; the deterministic action is the mean.
+
     Initialisation as in the PPO implementations (and SB3): orthogonal, gain sqrt(2) in the trunks,
     0.01 for the policy head (a near-uniform first policy), 1 for the value head.
     """
+
+    sde_epsilon = 1e-6  # added to the gSDE variance (as SB3 does), so a zero latent is not a zero std
 
     def __init__(self, obs_shape: tuple[int, ...] = (4,), action_dim: int = 2, continuous: bool = False,
                  net_arch: tuple[int, ...] = (64, 64), activation: Literal["tanh", "relu"] = "tanh",
                  shared_trunk: bool = False, encoder: Literal["mlp", "nature_cnn"] = "mlp", features_dim: int = 512,
                  log_std_init: float = 0.0, squash: bool = False, action_low: tuple[float, ...] | None = None,
-                 action_high: tuple[float, ...] | None = None, ortho_init: bool = True, env: str | None = None,
-                 observation_space: Any = None, action_space: Any = None):
+                 action_high: tuple[float, ...] | None = None, ortho_init: bool = True, use_sde: bool = False,
+                 env: str | None = None, observation_space: Any = None, action_space: Any = None):
         super().__init__()
         derived = _from_env(env, observation_space, action_space, "ppo")
         obs_shape = tuple(derived.get("obs_shape", obs_shape))
@@ -225,6 +236,10 @@ class ActorCritic(nn.Module):
             raise InvalidConfigError("squash=True applies to continuous actions only.")
         if continuous and squash and (action_low is None or action_high is None):
             raise InvalidConfigError("squash=True needs action_low and action_high (or env= / action_space=).")
+        if use_sde and (not continuous or squash):
+            raise InvalidConfigError("use_sde=True (gSDE) applies to continuous actions without squash=True.")
+        self.use_sde = use_sde
+        self.exploration: Tensor | None = None  # gSDE: (n, latent, A) matrices, set by reset_noise
         self.obs_shape, self.action_dim, self.continuous, self.squash = obs_shape, action_dim, continuous, squash
         self.encoder, width = _encoder(encoder, obs_shape, features_dim)
         if shared_trunk:
@@ -237,7 +252,8 @@ class ActorCritic(nn.Module):
         self.pi_head = nn.Linear(width, action_dim)
         self.vf_head = nn.Linear(width, 1)
         if continuous:
-            self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+            shape = (width, action_dim) if use_sde else (action_dim,)
+            self.log_std = nn.Parameter(torch.full(shape, float(log_std_init)))
         low = torch.tensor(action_low if action_low is not None else [-math.inf] * action_dim, dtype=torch.float32)
         high = torch.tensor(action_high if action_high is not None else [math.inf] * action_dim, dtype=torch.float32)
         self.register_buffer("action_low", low, persistent=False)
@@ -262,7 +278,9 @@ class ActorCritic(nn.Module):
         """(B, P + 1): the distribution's parameters (logits; or mean then log-std) and the value."""
         pi, vf = self.latents(obs)
         params = self.pi_head(pi)
-        if self.continuous:
+        if self.use_sde:
+            params = torch.cat([params, self._sde_std(pi).log()], dim=1)
+        elif self.continuous:
             params = torch.cat([params, self.log_std.expand_as(params)], dim=1)
         return torch.cat([params, self.vf_head(vf)], dim=1)
 
@@ -273,7 +291,9 @@ class ActorCritic(nn.Module):
         """(pi(. | s), V(s)). Continuous: a Normal over the pre-squash / unclipped action."""
         pi, vf = self.latents(obs)
         out = self.pi_head(pi)
-        if self.continuous:
+        if self.use_sde:
+            dist = torch.distributions.Normal(out, self._sde_std(pi), validate_args=False)
+        elif self.continuous:
             dist = torch.distributions.Normal(out, self.log_std.exp().expand_as(out), validate_args=False)
         else:
             dist = torch.distributions.Categorical(logits=out, validate_args=False)
@@ -294,6 +314,9 @@ class ActorCritic(nn.Module):
         """(raw action, its log-probability, V(s)) for a batch, sampled from pi(. | s)."""
         pi, vf = self.latents(obs)
         out, value = self.pi_head(pi), self.vf_head(vf).squeeze(-1)
+        if self.use_sde:
+            raw = out + self.sde_noise(pi)
+            return raw, self._sde_log_prob(out, self._sde_std(pi), raw), value
         if self.continuous:
             raw = out + self.log_std.exp() * torch.randn_like(out)
             return raw, self._gaussian_log_prob(out, raw), value
@@ -305,12 +328,41 @@ class ActorCritic(nn.Module):
         """(log pi(a | s), entropy of pi(. | s), V(s)) for stored raw actions."""
         pi, vf = self.latents(obs)
         out, value = self.pi_head(pi), self.vf_head(vf).squeeze(-1)
+        if self.use_sde:
+            std = self._sde_std(pi)
+            entropy = (0.5 + 0.5 * math.log(2 * math.pi) + std.log()).sum(-1)
+            return self._sde_log_prob(out, std, raw_actions), entropy, value
         if self.continuous:
             entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(out.shape[0])
             return self._gaussian_log_prob(out, raw_actions), entropy, value
         log_p = torch.log_softmax(out, dim=-1)
         entropy = -(log_p.exp() * log_p).sum(-1)
         return log_p.gather(-1, raw_actions.unsqueeze(-1)).squeeze(-1), entropy, value
+
+    # ---------------------------------------------------------------- gSDE
+    def reset_noise(self, n: int = 1) -> None:
+        """gSDE: draw new exploration matrices, ``E[i] ~ N(0, exp(log_std)^2)`` elementwise, one per
+        environment (``n`` of them; with ``n == 1`` one matrix shared by every row of a batch)."""
+        std = self.log_std.detach().exp()
+        self.exploration = std * torch.randn((n, *std.shape), device=std.device, dtype=std.dtype)
+
+    def sde_noise(self, pi_latent: Tensor) -> Tensor:
+        """``z(s) @ E``: row i of the batch uses environment i's matrix (or the one shared matrix)."""
+        z = pi_latent.detach()
+        if self.exploration is None or (len(self.exploration) not in (1, len(z))):
+            self.reset_noise(1)
+        if len(self.exploration) == 1:
+            return z @ self.exploration[0]
+        return torch.bmm(z.unsqueeze(1), self.exploration).squeeze(1)
+
+    def _sde_std(self, pi_latent: Tensor) -> Tensor:
+        """Per-state std of ``z @ E``: sqrt((z^2) @ exp(log_std)^2 + eps), shape (B, A)."""
+        variance = pi_latent.detach().pow(2) @ self.log_std.exp().pow(2)
+        return (variance + self.sde_epsilon).sqrt()
+
+    @staticmethod
+    def _sde_log_prob(mean: Tensor, std: Tensor, raw: Tensor) -> Tensor:
+        return (-0.5 * ((raw - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
 
     def _gaussian_log_prob(self, mean: Tensor, raw: Tensor) -> Tensor:
         log_prob = (-0.5 * ((raw - mean) / self.log_std.exp()) ** 2 - self.log_std
@@ -331,6 +383,8 @@ class ActorCritic(nn.Module):
         dist, _ = self.distribution(obs)
         if deterministic:
             raw = dist.mean if self.continuous else dist.probs.argmax(-1)
+        elif self.use_sde:
+            raw = dist.mean + self.sde_noise(self.latents(obs)[0])
         else:
             raw = dist.sample()
         return self.to_env(raw)
@@ -490,6 +544,11 @@ def sb3_config(data: dict, name: str) -> dict[str, Any]:
         config["ortho_init"] = bool(kwargs["ortho_init"])
     if name.startswith("ppo") and "log_std_init" in kwargs:
         config["log_std_init"] = float(kwargs["log_std_init"])
+    if name.startswith("ppo") and (data.get("use_sde") is True or kwargs.get("use_sde") is True):
+        if kwargs.get("full_std") is False or kwargs.get("use_expln") is True or kwargs.get("squash_output") is True:
+            raise InvalidConfigError("this SB3 gSDE policy uses full_std=False, use_expln=True or squash_output=True; "
+                                     "our gSDE is SB3's default form (full_std, exp, unsquashed) only.")
+        config["use_sde"] = True
     return config
 
 

@@ -7,7 +7,9 @@ compute advantages with GAE (truncated episodes bootstrap from their final obser
 
 Every hyper-parameter is a field of :class:`PPOConfig`; the defaults are rl-baselines3-zoo's for
 CartPole-v1. The value loss is ``mean((V - R)^2)`` weighted by ``vf_coef`` (as in
-Stable-Baselines3, so rl-zoo's hyper-parameters carry over).
+Stable-Baselines3, so rl-zoo's hyper-parameters carry over). With ``use_sde`` continuous actions
+explore with gSDE (:class:`~zoo.rl.policies.ActorCritic`): the rollout draws one exploration matrix
+per environment at its start and every ``sde_sample_freq`` steps, as SB3 does.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class PPOConfig:
     shared_trunk: bool = False
     log_std_init: float = 0.0
     squash: bool = False  # continuous actions: tanh-squash onto the bounds instead of clipping
+    use_sde: bool = False  # continuous actions: generalised state-dependent exploration (gSDE) instead of white noise
+    sde_sample_freq: int = -1  # gSDE: new exploration matrices every this many vector steps (<= 0: once per rollout)
     encoder: str = "mlp"  # "nature_cnn" for stacked 84x84 frames
     device: str = "cpu"
 
@@ -102,7 +106,7 @@ class PPO:
         self.policy_config = {**spaces_config(self.envs.single_observation_space, self.envs.single_action_space, "ppo"),
                               "net_arch": tuple(cfg.net_arch), "activation": cfg.activation,
                               "shared_trunk": cfg.shared_trunk, "log_std_init": cfg.log_std_init, "squash": cfg.squash,
-                              "encoder": cfg.encoder}
+                              "encoder": cfg.encoder, **({"use_sde": True} if cfg.use_sde else {})}
         self.policy = (policy or ActorCritic(**self.policy_config)).to(self.device)
         self.optimizer = self.make_optimizer()
         self.batch = cfg.num_envs * cfg.num_steps
@@ -130,7 +134,11 @@ class PPO:
         logprobs, values, next_values = (torch.zeros((T, N), device=self.device) for _ in range(3))
         # what the environments return stays in numpy until the rollout ends: one conversion, not T
         rewards, terminated, ended = (np.zeros((T, N), dtype=np.float32) for _ in range(3))
+        sde = getattr(policy, "use_sde", False)
         for t in range(T):
+            # gSDE (as SB3): new exploration matrices, one per env, at the rollout's start and every sde_sample_freq steps
+            if sde and (t == 0 or (self.cfg.sde_sample_freq > 0 and t % self.cfg.sde_sample_freq == 0)):
+                policy.reset_noise(N)
             obs_buf[t] = self.obs
             raw, logprobs[t], values[t] = policy.sample(self.obs)
             actions[t] = raw

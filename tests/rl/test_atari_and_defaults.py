@@ -88,6 +88,8 @@ def test_recipe_picks_the_nature_cnn_and_the_wrappers_for_an_atari_id(tmp_path):
     ("ppo", "Acrobot-v1", "normalize_reward", True),
     ("dqn", "Acrobot-v1", "gradient_steps", -1),
     ("ppo", "Pendulum-v1", "gamma", 0.9),
+    ("ppo", "Pendulum-v1", "use_sde", True),
+    ("ppo", "Pendulum-v1", "sde_sample_freq", 4),
     ("dqn", "CartPole-v1", "train_freq", 256),  # no row change: the dataclass defaults are CartPole's
 ])
 def test_recipe_defaults_are_the_environments_rl_zoo_row_and_hp_overrides_them(algo, env, field, value):
