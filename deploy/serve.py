@@ -67,6 +67,7 @@ import numpy as np
 import torch
 from starlette.requests import Request  # at module level: FastAPI reads the handler's annotation by name
 
+from zoo.shared.cli_types import floats
 from zoo.shared.errors import InputError, ZooError
 
 log = logging.getLogger("zoo.serve")
@@ -177,8 +178,16 @@ class Servable:
         return len(self.labels) if self.labels else None
 
 
+class _Classifier(Servable):
+    """Inputs of one shape stacked into a batch; the answer is each row's top-k labels."""
+
+    def run(self, inputs, topks):
+        probs = _softmax(self.backend(np.stack(inputs)))
+        return [{"top": _top(p, self.labels, k)} for p, k in zip(probs, topks)]
+
+
 @dataclass
-class ImageClassifier(Servable):
+class ImageClassifier(_Classifier):
     data: Any = None  # zoo.predict.DataConfig
     transform: Callable | None = None
 
@@ -196,13 +205,9 @@ class ImageClassifier(Servable):
         x = self.transform(img).numpy()
         return x.shape, x
 
-    def run(self, inputs, topks):
-        probs = _softmax(self.backend(np.stack(inputs)))
-        return [{"top": _top(p, self.labels, k)} for p, k in zip(probs, topks)]
-
 
 @dataclass
-class AudioClassifier(Servable):
+class AudioClassifier(_Classifier):
     sample_rate: int = 16000
 
     def parse(self, body, content_type):
@@ -218,10 +223,6 @@ class AudioClassifier(Servable):
                 raise RequestError(400, str(exc).replace(f.name, "the upload")) from None
         x = waveform.numpy().astype(np.float32, copy=False)
         return x.shape, x
-
-    def run(self, inputs, topks):
-        probs = _softmax(self.backend(np.stack(inputs)))
-        return [{"top": _top(p, self.labels, k)} for p, k in zip(probs, topks)]
 
 
 @dataclass
@@ -873,13 +874,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas (0.5,0.5,0.5), got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="zoo serve", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -907,8 +901,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                    help="threads the model computes with (torch / ONNX Runtime); default: theirs")
     p.add_argument("--img-size", type=_positive_int, metavar="PX", help="image side when the saved model records none")
-    p.add_argument("--mean", type=_floats, help="image mean when the saved model records none (0.5,0.5,0.5)")
-    p.add_argument("--std", type=_floats, help="image std when the saved model records none")
+    p.add_argument("--mean", type=floats, help="image mean when the saved model records none (0.5,0.5,0.5)")
+    p.add_argument("--std", type=floats, help="image std when the saved model records none")
     return p
 
 

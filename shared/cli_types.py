@@ -43,3 +43,11 @@ def positive_float(value: str) -> float:
     if not x > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return x
+
+
+def floats(value: str) -> list[float]:
+    """``"0.5,0.5,0.5"`` -> ``[0.5, 0.5, 0.5]`` (one number, or one per channel)."""
+    try:
+        return [float(v) for v in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas (0.5,0.5,0.5), got {value!r}") from None

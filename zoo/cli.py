@@ -19,6 +19,8 @@ import argparse
 import contextlib
 import sys
 
+from zoo.shared.cli_types import floats
+
 RECIPE_COMMANDS = ("train", "finetune", "eval", "sample")
 RECIPE_MODULES = {"eval": "evaluate"}  # command -> its module in the domain (zoo eval -> zoo.rl.evaluate)
 # recipes named after a method rather than one registered model: the domain that runs them
@@ -69,13 +71,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas (0.5,0.5,0.5), got {text!r}") from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -287,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass")
     p.add_argument("--img-size", type=_positive_int, default=None,
                    help="input size, for a saved model without pretrained_cfg (or to override it)")
-    p.add_argument("--mean", type=_floats, default=None,
+    p.add_argument("--mean", type=floats, default=None,
                    help="mean of the [0, 1] pixels, one or one per channel: 0.5,0.5,0.5")
-    p.add_argument("--std", type=_floats, default=None, help="std of the [0, 1] pixels, one or one per channel")
+    p.add_argument("--std", type=floats, default=None, help="std of the [0, 1] pixels, one or one per channel")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     for command in RECIPE_COMMANDS:  # parsed by _cmd_recipe; listed here for `zoo --help`
         what = RECIPE_HELP[command]
