@@ -67,7 +67,7 @@ import numpy as np
 import torch
 from starlette.requests import Request  # at module level: FastAPI reads the handler's annotation by name
 
-from zoo.shared.cli_types import floats
+from zoo.shared.cli_types import floats, positive_int
 from zoo.shared.errors import InputError, ZooError
 
 log = logging.getLogger("zoo.serve")
@@ -854,16 +854,6 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -888,19 +878,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "(with its PATH.json sidecar)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--max-batch", type=_positive_int, default=16, metavar="N",
+    p.add_argument("--max-batch", type=positive_int, default=16, metavar="N",
                    help="most requests run as one batch (default 16; 1 turns batching off)")
     p.add_argument("--max-wait-ms", type=_non_negative_float, default=5.0, metavar="MS",
                    help="how long the first request of a batch waits for others (default 5)")
     p.add_argument("--max-upload-mb", type=_positive_float, default=10.0, metavar="MB",
                    help="largest request body; a larger one gets 413 (default 10)")
-    p.add_argument("--max-text-chars", type=_positive_int, default=10_000, metavar="N",
+    p.add_argument("--max-text-chars", type=positive_int, default=10_000, metavar="N",
                    help="longest text (tagger, BERT, GPT-2); a longer one gets 413 (default 10000)")
-    p.add_argument("--topk", type=_positive_int, default=5, metavar="K",
+    p.add_argument("--topk", type=positive_int, default=5, metavar="K",
                    help="classes (or next tokens) in each answer (default 5; ?topk=K per request)")
-    p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="threads the model computes with (torch / ONNX Runtime); default: theirs")
-    p.add_argument("--img-size", type=_positive_int, metavar="PX", help="image side when the saved model records none")
+    p.add_argument("--img-size", type=positive_int, metavar="PX", help="image side when the saved model records none")
     p.add_argument("--mean", type=floats, help="image mean when the saved model records none (0.5,0.5,0.5)")
     p.add_argument("--std", type=floats, help="image std when the saved model records none")
     return p

@@ -32,10 +32,11 @@ from zoo.shared.data_paths import data_root
 from zoo.shared.errors import InvalidConfigError
 from zoo.shared.factory import create, from_pretrained
 from zoo.shared.training import LossSum, TrainConfig, Trainer
+from zoo.shared.weights import read_zoo_config
 
 from .bert import BertModel
-from .conll import spans
-from .train import SCHEMES, TaggingTask, _check_types, load_conll2003, scheme_tags, seed_runs, seed_summary
+from .train import (SCHEMES, TaggingTask, _check_types, _eval_sums, load_conll2003, scheme_tags, seed_runs,
+                    seed_summary)
 from .train_mlm import IGNORE, is_bert
 from .vocab import build_vocabs
 
@@ -89,18 +90,12 @@ class PieceTaggingTask(TaggingTask):
         logits = model(ids, (ids != 0).long())
         scored = labels != IGNORE
         sums = {"loss": F.cross_entropy(logits[scored].float(), labels[scored], reduction="sum"),
-                "count": int(scored.sum())}
-        for key in ("gold", "predicted", "correct"):
-            sums.update({f"{key}/{t}": 0 for t in self.types})
+                "count": int(scored.sum()), **self.zero_counts()}
         best = logits.argmax(-1).tolist()
         outside = self.tags.encode(["O"])[0]
         for row, (first, gold) in enumerate(zip(firsts, golds)):
             path = [best[row][p] for p in first] + [outside] * (len(gold) - len(first))  # cut words: O
-            p = set(spans(self.tags.decode(path)))
-            g = set(spans(self.tags.decode(gold)))
-            for key, found in (("gold", g), ("predicted", p), ("correct", g & p)):
-                for type_, _, _ in found:
-                    sums[f"{key}/{type_}"] += 1
+            self.count_spans(sums, path, gold)
         return sums
 
     def batch_size(self, batch) -> int:
@@ -112,9 +107,8 @@ def load_encoder(spec: str, name: str):
     from .hf import load_tokenizer
 
     folder = Path(spec)
-    config = folder / "config.json"
-    model = from_pretrained(folder) if config.is_file() and '"architecture"' in config.read_text() \
-        else create(name, pretrained=spec)
+    # a zoo folder rebuilds what it holds; a Hugging Face folder or hf-hub: id goes through the registry
+    model = from_pretrained(folder) if folder.is_dir() and read_zoo_config(folder) else create(name, pretrained=spec)
     encoder = model if isinstance(model, BertModel) else getattr(model, "bert", None)
     if not isinstance(encoder, BertModel):
         raise InvalidConfigError(f"{spec} holds a {type(model).__name__}, not a BERT; fine-tuning for tagging "
@@ -180,14 +174,7 @@ def train_one(args, data, tags, seed: int, output_dir: str | None):
     task = PieceTaggingTask(tags)
     trainer = Trainer(model, task, splits["train"], splits["val"], config, collate_fn=collate)
     result = trainer.fit()
-    sums: dict = {}  # the span counts over eng.testb (the per-type table needs counts, not rates)
-    model_eval = trainer.eval_model.eval()
-    with torch.no_grad():
-        for start in range(0, len(splits["test"]), 64):
-            batch = collate([splits["test"][i] for i in range(start, min(start + 64, len(splits["test"])))])
-            batch = task.to_device(batch, trainer.device)
-            for k, v in task.evaluation_step(model_eval, batch).items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+    sums = _eval_sums(trainer.eval_model, task, splits["test"], collate, trainer.device)
     return model, result, task.scores(sums)
 
 

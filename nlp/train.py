@@ -125,20 +125,25 @@ class TaggingTask(Task):
         words, chars, mask, tags = batch[:4]
         emissions = model.features(words, chars, mask)
         loss = -model.crf(emissions, tags, mask=mask, reduction="sum")
-        sums = {"loss": loss, "count": self.sentences(batch)}
-        for key in ("gold", "predicted", "correct"):
-            sums.update({f"{key}/{t}": 0 for t in self.types})
+        sums = {"loss": loss, "count": self.sentences(batch), **self.zero_counts()}
         lengths = mask.sum(-1).tolist()
         starts = batch[4] if len(batch) > 4 else None  # None: each row is one sentence
         for row, (path, gold, n) in enumerate(zip(model.crf.decode(emissions, mask=mask), tags.tolist(), lengths)):
             cuts = (starts[row, :n].nonzero().flatten().tolist() if starts is not None else [0]) + [n]
             for a, b in zip(cuts, cuts[1:]):  # spans sentence by sentence, as the files count them
-                p = {(t, a + i, a + j) for t, i, j in spans(self.tags.decode(path[a:b]))}
-                g = {(t, a + i, a + j) for t, i, j in spans(self.tags.decode(gold[a:b]))}
-                for key, found in (("gold", g), ("predicted", p), ("correct", g & p)):
-                    for type_, _, _ in found:
-                        sums[f"{key}/{type_}"] += 1
+                self.count_spans(sums, path[a:b], gold[a:b])
         return sums
+
+    def zero_counts(self) -> dict:
+        return {f"{key}/{t}": 0 for key in ("gold", "predicted", "correct") for t in self.types}
+
+    def count_spans(self, sums: dict, predicted: list[int], gold: list[int]) -> None:
+        """Add one sentence's gold, predicted and correct entity spans per type to ``sums``."""
+        p = set(spans(self.tags.decode(predicted)))
+        g = set(spans(self.tags.decode(gold)))
+        for key, found in (("gold", g), ("predicted", p), ("correct", g & p)):
+            for type_, _, _ in found:
+                sums[f"{key}/{type_}"] += 1
 
     def scores(self, sums: dict) -> SpanScores:
         # as zoo.nlp.metrics.span_scores: the types found in the gold or the predicted tags
