@@ -3,7 +3,7 @@
 Bi-directional LSTM-CNNs-CRF", ACL 2016 (arXiv:1603.01354) as the other character encoder.
 
     word embedding (+ character features: char-BiLSTM final states, or char-CNN max-pooled)
-    -> dropout -> BiLSTM over the packed sentences -> dropout -> linear emissions -> CRF
+    -> dropout -> BiLSTM over the sentences (as if packed) -> dropout -> linear emissions -> CRF
 
 API: ``model(words, chars, mask)`` -> emissions ``(B, T, num_tags)``;
 ``model(words, chars, mask, tags)`` -> log-likelihood of each sentence ``(B,)``;
@@ -61,6 +61,61 @@ class Tagged(NamedTuple):
     entities: list[tuple[str, int, int, str]]  # (type, start, end exclusive, text)
 
 
+def _exporting() -> bool:
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+
+
+def padded_bilstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor, groups: int = 1) -> tuple[Tensor, Tensor]:
+    """A one-layer bidirectional batch-first ``lstm`` over right-padded sequences ``x`` ``(B, T, D)``
+    of ``lengths`` ``(B,)`` (each >= 1): the outputs ``(B, T, 2H)``, zero past each length, and the
+    final states ``(B, 2H)`` (forward after the last real step, backward after the first), equal to
+    running ``lstm`` on the packed sequences.
+
+    Why not pack: on CPU a packed LSTM runs step by step through autograd (a slice, and in backward
+    a zero-filled full-size gradient, per step), while a dense one runs oneDNN's fused kernel in
+    both directions. Padding only ever follows the real steps, so the forward direction is exact as
+    it is, and the backward direction runs forward over each sequence reversed within its own
+    length. ``groups > 1`` sorts the sequences by length and runs that many groups, each padded only
+    to its own longest (less padding; not while exporting, whose shapes must not depend on data).
+    Other LSTMs (dynamically quantized ones, stacked ones) take the packed path.
+    """
+    B, T, _ = x.shape
+    lengths = lengths.to(x.device)
+    if type(lstm) is not nn.LSTM or lstm.num_layers != 1 or lstm.proj_size or not lstm.bidirectional:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=T)
+        H = out.shape[-1] // 2
+        last = (lengths - 1).view(B, 1, 1).expand(B, 1, H)
+        return out, torch.cat([out[..., :H].gather(1, last), out[:, 0, None, H:]], dim=-1).squeeze(1)
+    if groups > 1 and B > 1 and not _exporting():
+        order = lengths.argsort()
+        parts = []
+        for part in order.chunk(groups):
+            longest = int(lengths[part].max())
+            out, final = _dense_bilstm(lstm, x[part, :longest], lengths[part])
+            parts.append((nn.functional.pad(out, (0, 0, 0, T - longest)), final))
+        unsort = order.argsort()
+        return torch.cat([o for o, _ in parts])[unsort], torch.cat([f for _, f in parts])[unsort]
+    return _dense_bilstm(lstm, x, lengths)
+
+
+def _dense_bilstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    B, T, _ = x.shape
+    steps = torch.arange(T, device=x.device)
+    real = steps < lengths[:, None]  # (B, T)
+    flip = torch.where(real, lengths[:, None] - 1 - steps, steps)  # reverses each real part; its own inverse
+    weights, H = lstm._flat_weights, lstm.hidden_size
+    zeros = x.new_zeros(1, B, H)
+    half = len(weights) // 2
+    forward = torch.lstm(x, (zeros, zeros), weights[:half], lstm.bias, 1, 0.0, lstm.training, False, True)[0]
+    reverse = torch.lstm(x.gather(1, flip[..., None].expand_as(x)), (zeros, zeros), weights[half:], lstm.bias,
+                         1, 0.0, lstm.training, False, True)[0]
+    last = (lengths - 1).view(B, 1, 1).expand(B, 1, H)
+    final = torch.cat([forward.gather(1, last), reverse.gather(1, last)], dim=-1).squeeze(1)
+    out = torch.cat([forward, reverse.gather(1, flip[..., None].expand(B, T, H))], dim=-1)
+    return out.masked_fill(~real[..., None], 0.0), final
+
+
 class CharLSTM(nn.Module):
     """Lample et al.: the final forward and backward states of a BiLSTM over a word's characters."""
 
@@ -71,10 +126,15 @@ class CharLSTM(nn.Module):
         self.out_dim = 2 * hidden
 
     def forward(self, chars: Tensor) -> Tensor:  # (N, L) -> (N, 2 * hidden)
-        lengths = (chars != 0).sum(-1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(self.embed(chars), lengths, batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.lstm(packed)  # h: (2, N, hidden), each word's last real step
-        return torch.cat([h[0], h[1]], dim=-1)
+        if _exporting() or len(chars) == 0:  # exporters: no data-dependent shapes
+            return self.encode(chars)
+        # Each distinct word once (a batch repeats a third of its words): the same result, faster.
+        unique, inverse = torch.unique(chars, dim=0, return_inverse=True)
+        return self.encode(unique)[inverse]
+
+    def encode(self, chars: Tensor) -> Tensor:
+        lengths = (chars != 0).sum(-1).clamp(min=1)
+        return padded_bilstm(self.lstm, self.embed(chars), lengths, groups=4)[1]  # each word's last real step
 
 
 class CharCNN(nn.Module):
@@ -142,9 +202,7 @@ class BiLSTMCRF(nn.Module):
         char_feats = emb.new_zeros(*words.shape, self.char_encoder.out_dim)
         char_feats[mask] = self.char_encoder(chars[mask])  # the real words only
         x = self.dropout(torch.cat([emb, char_feats], dim=-1))
-        lengths = mask.sum(-1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=words.shape[1])
+        out = padded_bilstm(self.lstm, x, mask.sum(-1).clamp(min=1), groups=4)[0]
         return self.emissions(self.dropout(out))
 
     def forward(self, words: Tensor, chars: Tensor, mask: Tensor, tags: Tensor | None = None) -> Tensor:

@@ -3,9 +3,10 @@ tokens, the wrong-vocabulary error, packing, scheme constraints and pretrained w
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import zoo
-from zoo.nlp.bilstm_crf import encode_batch, vocab_config
+from zoo.nlp.bilstm_crf import encode_batch, padded_bilstm, vocab_config
 from zoo.nlp.conll import Sentence
 from zoo.nlp.vocab import build_vocabs
 
@@ -95,6 +96,34 @@ def test_packed_batch_equals_each_sentence_alone_unpadded(name):
             # alone: no padding at all, neither of words nor (for its longest word) of characters
             assert alone.shape[1] == len(sent)
             torch.testing.assert_close(batch[i, : len(sent)], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_padded_bilstm_equals_the_packed_lstm_outputs_final_states_and_gradients(groups):
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 4, batch_first=True, bidirectional=True).double()
+    lengths = torch.tensor([6, 1, 3, 4, 2])
+    x = torch.randn(5, 6, 5, dtype=torch.double)
+    x[torch.arange(6) >= lengths[:, None]] = 7.0  # loud padding: must never reach a real step
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out, (h, _) = lstm(packed)
+    out = pad_packed_sequence(out, batch_first=True, total_length=6)[0]
+    expected_grads = torch.autograd.grad((out * out).sum() + h.sum(), list(lstm.parameters()))
+    ours, final = padded_bilstm(lstm, x, lengths, groups=groups)
+    torch.testing.assert_close(ours, out, atol=1e-12, rtol=0)
+    torch.testing.assert_close(final, torch.cat([h[0], h[1]], dim=-1), atol=1e-12, rtol=0)
+    grads = torch.autograd.grad((ours * ours).sum() + final.sum(), list(lstm.parameters()))
+    for g, e in zip(grads, expected_grads):
+        torch.testing.assert_close(g, e, atol=1e-10, rtol=0)
+
+
+def test_char_lstm_encodes_each_distinct_word_once_with_the_same_result():
+    encoder = make("bilstm_crf").char_encoder.double()
+    chars = torch.tensor([[3, 4, 5, 0], [6, 0, 0, 0], [3, 4, 5, 0], [7, 8, 9, 10], [6, 0, 0, 0]])
+    torch.testing.assert_close(encoder(chars), encoder.encode(chars), atol=1e-12, rtol=0)
+    calls = []
+    encoder.lstm.register_forward_pre_hook(lambda *_: calls.append(1))  # only the packed path calls it
+    assert torch.equal(encoder(chars)[0], encoder(chars)[2]) and not calls
 
 
 def _violations(tags: list[str], scheme: str) -> int:
