@@ -67,15 +67,20 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | float,
     if unscaled:
         scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
     norm = None
-    if clip_grad_norm is not None:
-        norm = nn.utils.clip_grad_norm_(params, clip_grad_norm)
-    elif check_grads and scaler is None and grads:
-        norm = nn.utils.get_total_norm(grads)
+    if clip_grad_norm is not None or (check_grads and scaler is None and grads):
+        norm = nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
-    # One host read for both numbers.
+    # One host read for both numbers (and for whether clipping changes anything: clip_grad_norm_'s
+    # factor max_norm / (norm + 1e-6), capped at 1, multiplies every gradient even when it is 1;
+    # reading it here lets a step under the limit skip that pass, bitwise the same).
     loss_t = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
     if norm is not None:
-        loss_value, norm_value = torch.stack([loss_t.to(norm.device), norm.detach().float()]).tolist()
+        numbers = [loss_t.to(norm.device), norm.detach().float()]
+        if clip_grad_norm is not None:
+            numbers.append(clip_grad_norm / (norm.detach().float() + 1e-6))
+        loss_value, norm_value, *factor = torch.stack(numbers).tolist()
+        if factor and not factor[0] >= 1.0:  # over the limit (or not finite: refused or skipped below)
+            nn.utils.clip_grads_with_norm_(params, clip_grad_norm, norm)
     else:
         loss_value, norm_value = float(loss_t), None
     bad_grad = scaler is None and norm_value is not None and not math.isfinite(norm_value)

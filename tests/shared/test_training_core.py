@@ -580,3 +580,25 @@ def test_trainer_check_grads_catches_an_infinite_gradient_behind_a_finite_loss()
     cfg = TrainConfig(epochs=1, batch_size=8, check_grads=True, **QUIET)
     with pytest.raises(NonFiniteLossError, match=r"gradient norm \(.*\) with a finite loss.*global step 1"):
         Trainer(make_mlp(), SqrtAtZero(), make_data(), config=cfg).fit()
+
+
+@pytest.mark.parametrize("scale", [0.01, 100.0])  # under the limit (no pass over the gradients) and over it
+def test_optimizer_step_clips_bitwise_like_clip_grad_norm(scale):
+    torch.manual_seed(0)
+    ours, theirs = make_mlp(), make_mlp()
+    theirs.load_state_dict(ours.state_dict())
+    opt_ours = build_optimizer(ours.parameters(), name="adam", lr=1e-2)
+    opt_theirs = build_optimizer(theirs.parameters(), name="adam", lr=1e-2)
+    for _ in range(5):
+        x = torch.randn(16, ours[0].in_features) * scale
+        loss = ours(x).pow(2).mean()
+        loss.backward()
+        result = optimizer_step(opt_ours, loss.detach(), clip_grad_norm=1.0)
+        theirs(x).pow(2).mean().backward()
+        norm = torch.nn.utils.clip_grad_norm_(theirs.parameters(), 1.0)
+        opt_theirs.step()
+        opt_theirs.zero_grad()
+        assert result.grad_norm == pytest.approx(float(norm))
+        assert (result.grad_norm > 1.0) == (scale > 1)  # the case the parameter names
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        assert torch.equal(a, b)
