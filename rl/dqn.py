@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from zoo.shared.training import get_rng_state, optimizer_step, seed_everything, set_rng_state
 
-from .common import (NStep, ReplayBuffer, _bitgen_state, _set_bitgen_state, env_state, episode_returns,
+from .common import (NStep, ReplayBuffer, _bitgen_state, _set_bitgen_state, env_state, episode_returns, flush_denormals,
                      final_observations, linear_schedule, load_env_state, make_vec_env)
 from .policies import QNetwork, spaces_config
 
@@ -59,6 +59,7 @@ class DQNConfig:
     activation: str = "relu"
     encoder: str = "mlp"
     device: str = "cpu"
+    flush_denormals: bool = True  # subnormal floats as zero while learning (rl.common.flush_denormals: speed)
 
 
 def polyak_update(target: torch.nn.Module, online: torch.nn.Module, tau: float) -> None:
@@ -173,13 +174,14 @@ class DQN:
         return True to stop."""
         until = self.cfg.total_timesteps if until_step is None else until_step
         start = time.perf_counter()
-        while self.global_step < until:
-            self.step()
-            if callback is not None and self.global_step % every < self.cfg.num_envs:
-                stats = {"loss": self.last_loss, "epsilon": self.epsilon(self.global_step),
-                         "elapsed_s": time.perf_counter() - start}
-                if callback(self, stats):
-                    break
+        with flush_denormals(self.cfg.flush_denormals):
+            while self.global_step < until:
+                self.step()
+                if callback is not None and self.global_step % every < self.cfg.num_envs:
+                    stats = {"loss": self.last_loss, "epsilon": self.epsilon(self.global_step),
+                             "elapsed_s": time.perf_counter() - start}
+                    if callback(self, stats):
+                        break
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.q_net.act(torch.as_tensor(obs, device=self.device).float()).cpu().numpy()

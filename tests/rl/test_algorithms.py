@@ -242,3 +242,14 @@ def test_dqn_batched_targets_train_like_one_target_pass_per_minibatch(monkeypatc
     for (k, a), b in zip(batched.q_net.state_dict().items(), plain.q_net.state_dict().values()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=k)
     assert not torch.equal(batched.q_net.head.weight, DQN(cfg).q_net.head.weight)  # it did train
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_dqn_learns_with_subnormals_flushed_and_leaves_the_default_after(flush):
+    tiny = torch.tensor([1e-39])  # subnormal in float32
+    seen = []
+    cfg = DQNConfig(total_timesteps=40, learning_starts=10, train_freq=10, gradient_steps=1, batch_size=4,
+                    net_arch=(8,), flush_denormals=flush)
+    DQN(cfg).learn(callback=lambda agent, stats: seen.append(float((tiny * 1.0)[0])), every=10)
+    assert len(seen) == 4 and all((v == 0.0) == flush for v in seen)
+    assert float((tiny * 1.0)[0]) > 0.0  # the process default is back
