@@ -219,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unk-replace", type=float, default=0.5, help="training singletons -> UNK with this p")
     p.add_argument("--lowercase", action="store_true", help="lowercase the word vocabulary")
     p.add_argument("--word-vectors", default=None, help="GloVe / word2vec text file (optional)")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="evaluate, select and save an exponential moving average of the weights (e.g. 0.999)")
     p.add_argument("--patience", type=int, default=None, help="epochs without val F1 gain before stopping")
     p.add_argument("--limit", type=int, default=None,
                    help="use the first N sentences of each file (smoke runs)")
@@ -248,7 +250,7 @@ def train_one(args, data, vocabs, seed: int, output_dir: str | None) -> tuple:
         scheduler=args.scheduler, clip_grad_norm=args.clip_grad_norm or None, device=args.device, seed=seed,
         output_dir=output_dir, resume=True if args.resume else None, progress=not args.no_progress,
         early_stopping_patience=args.patience if args.patience is not None else args.epochs,  # restores best
-        tensorboard=False,
+        tensorboard=False, ema_decay=args.ema_decay,
     )
     task = TaggingTask(tags, words.singletons(), args.unk_replace)
     collate = Collate(words, chars)
@@ -257,7 +259,7 @@ def train_one(args, data, vocabs, seed: int, output_dir: str | None) -> tuple:
     result = trainer.fit()
     sums = _eval_sums(trainer.eval_model, task, TaggedSentences(data["test"], tags, args.context), collate,
                       trainer.device)
-    return model, result, task.scores(sums)
+    return trainer.eval_model, result, task.scores(sums)  # eval_model: the EMA weights under --ema-decay
 
 
 def _eval_sums(model, task, dataset, collate, device) -> dict:

@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 import zoo
 from zoo.cli import main as zoo_main
@@ -242,3 +243,17 @@ def test_main_hands_other_nlp_models_to_their_recipes(monkeypatch, name, module)
     assert train.main(["--model", name, "--epochs", "1"]) == 0
     assert train.main([f"--model={name}"]) == 0
     assert seen == [["--model", name, "--epochs", "1"], [f"--model={name}"]]
+
+
+def test_ema_decay_evaluates_and_saves_the_averaged_weights(conll, tmp_path):
+    def saved(name, *options):
+        train.run(_args("--data", str(conll), "--epochs", "1", "--optimizer", "adam", "--save-model",
+                        str(tmp_path / name), *options))
+        return zoo.from_pretrained(tmp_path / name).state_dict()
+
+    initial = saved("initial", "--lr", "0")  # lr 0: the weights never move
+    frozen = saved("frozen", "--lr", "0.01", "--ema-decay", "1.0")  # decay 1: the average never moves
+    trained = saved("trained", "--lr", "0.01")
+    weight = "emissions.weight"
+    assert torch.equal(frozen[weight], initial[weight])
+    assert not torch.equal(trained[weight], initial[weight])
