@@ -77,11 +77,14 @@ def padded_bilstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor, groups: int = 1) ->
     it is, and the backward direction runs forward over each sequence reversed within its own
     length. ``groups > 1`` sorts the sequences by length and runs that many groups, each padded only
     to its own longest (less padding; not while exporting, whose shapes must not depend on data).
-    Other LSTMs (dynamically quantized ones, stacked ones) take the packed path.
+    Other LSTMs (dynamically quantized ones, stacked ones) take the packed path, and so does
+    inference outside an exporter: without autograd the packed path has no per-step cost to shed and
+    does no work on padding (tagging eng.testb: packed 1815 sentences/s, dense 1561).
     """
     B, T, _ = x.shape
     lengths = lengths.to(x.device)
-    if type(lstm) is not nn.LSTM or lstm.num_layers != 1 or lstm.proj_size or not lstm.bidirectional:
+    inference = not torch.is_grad_enabled() and not _exporting()  # packed is faster without autograd
+    if inference or type(lstm) is not nn.LSTM or lstm.num_layers != 1 or lstm.proj_size or not lstm.bidirectional:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=T)
         H = out.shape[-1] // 2
