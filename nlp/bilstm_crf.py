@@ -83,14 +83,15 @@ def padded_bilstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor, groups: int = 1) ->
     """
     B, T, _ = x.shape
     lengths = lengths.to(x.device)
-    inference = not torch.is_grad_enabled() and not _exporting()  # packed is faster without autograd
+    exporting = _exporting()
+    inference = not torch.is_grad_enabled() and not exporting  # packed is faster without autograd
     if inference or type(lstm) is not nn.LSTM or lstm.num_layers != 1 or lstm.proj_size or not lstm.bidirectional:
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = pad_packed_sequence(lstm(packed)[0], batch_first=True, total_length=T)
         H = out.shape[-1] // 2
         last = (lengths - 1).view(B, 1, 1).expand(B, 1, H)
         return out, torch.cat([out[..., :H].gather(1, last), out[:, 0, None, H:]], dim=-1).squeeze(1)
-    if groups > 1 and B > 1 and not _exporting():
+    if groups > 1 and B > 1 and not exporting:
         order = lengths.argsort()
         parts = []
         for part in order.chunk(groups):

@@ -75,9 +75,10 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor | float,
     # reading it here lets a step under the limit skip that pass, bitwise the same).
     loss_t = loss.detach().float() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
     if norm is not None:
-        numbers = [loss_t.to(norm.device), norm.detach().float()]
+        norm_t = norm.detach().float()
+        numbers = [loss_t.to(norm.device), norm_t]
         if clip_grad_norm is not None:
-            numbers.append(clip_grad_norm / (norm.detach().float() + 1e-6))
+            numbers.append(clip_grad_norm / (norm_t + 1e-6))
         loss_value, norm_value, *factor = torch.stack(numbers).tolist()
         if factor and not factor[0] >= 1.0:  # over the limit (or not finite: refused or skipped below)
             nn.utils.clip_grads_with_norm_(params, clip_grad_norm, norm)
