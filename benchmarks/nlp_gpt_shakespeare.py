@@ -60,7 +60,8 @@ def train(which: str, args) -> dict:
     text = train_gpt.load_text(train_gpt.data_root("tinyshakespeare", args.data))
     vocab, train_set, val_set = train_gpt.build_data(text, 64, args.eval_windows)
     recipe = train_gpt.build_parser().parse_args(
-        ["--max-steps", str(args.max_steps), "--no-progress", "--seed", str(args.seed)])
+        ["--max-steps", str(args.max_steps), "--no-progress", "--seed", str(args.seed), "--lr", str(args.lr),
+         "--min-lr", str(args.lr / 10 if args.min_lr is None else args.min_lr)])
     torch.manual_seed(args.seed)
     model = train_gpt.build_model(recipe, len(vocab))
     if which == "hf":
@@ -83,6 +84,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=2000)
     p.add_argument("--eval-windows", type=int, default=4000)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (the recipe's --lr)")
+    p.add_argument("--min-lr", type=float, default=None, help="the cosine's floor (default: lr / 10, nanoGPT's)")
     p.add_argument("--sample-chars", type=int, default=300)
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--only", choices=["ours", "hf"], default=None, help=argparse.SUPPRESS)

@@ -102,12 +102,20 @@ def load_text(folder: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def build_data(text: str, block: int, eval_windows: int, seed: int = 1337):
-    """The vocabulary, the training windows and a fixed sample of validation windows (90/10 split)."""
+def build_data(text: str, block: int, eval_windows: int, seed: int = 1337, dev: bool = False):
+    """The vocabulary, the training windows and a fixed sample of validation windows (90/10 split).
+
+    ``dev``: for tuning, the last stretch of the training text, as long as the validation text, is
+    held out and evaluated in its place; the validation text is then neither trained on nor read.
+    """
     vocab = CharVocab(text)
     ids = vocab.encode(text)
     cut = int(0.9 * len(ids))
-    train, val = Windows(ids[:cut], block), Windows(ids[cut:], block)
+    train_ids, val_ids = ids[:cut], ids[cut:]
+    if dev:
+        cut = len(train_ids) - len(val_ids)
+        train_ids, val_ids = train_ids[:cut], train_ids[cut:]
+    train, val = Windows(train_ids, block), Windows(val_ids, block)
     if eval_windows and eval_windows < len(val):
         pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[:eval_windows]
         val = Subset(val, pick.sort().values.tolist())
@@ -143,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=None, help="also evaluate every N steps (a curve)")
     p.add_argument("--eval-windows", type=int, default=4000,
                    help="validation windows in the fixed evaluation sample (0: all ~111k)")
+    p.add_argument("--dev", action="store_true",
+                   help="tuning: train on the training text less its last tenth of the file and evaluate "
+                        "on that tenth (the validation text stays unseen)")
     p.add_argument("--sample-chars", type=int, default=300, help="characters to sample at the end (0: none)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     p.add_argument("--seed", type=int, default=1337)
@@ -183,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     folder = data_root("tinyshakespeare", args.data)
     text = load_text(folder)
-    vocab, train, val = build_data(text, args.block_size, args.eval_windows)
+    vocab, train, val = build_data(text, args.block_size, args.eval_windows, dev=args.dev)
     torch.manual_seed(args.seed)
     model = build_model(args, len(vocab))
     params = sum(p.numel() for p in model.parameters())
@@ -193,10 +204,11 @@ def run(args: argparse.Namespace) -> dict:
     result = Trainer(model, LanguageModelTask(), train, val, train_config(args)).fit()
     seconds = time.perf_counter() - start
     final = result["history"][-1]
-    summary = {"model": args.model, "data": str(folder), "steps": result["steps"], "params": params,
+    summary = {"model": args.model, "data": str(folder), "split": "dev" if args.dev else "val",
+               "steps": result["steps"], "params": params,
                "val_loss": round(final["val/loss"], 4), "train_loss": round(final["train/loss"], 4),
                "seconds": round(seconds, 1), "threads": torch.get_num_threads()}
-    print(f"step {result['steps']}: val loss {final['val/loss']:.4f}, train loss {final['train/loss']:.4f}, "
+    print(f"step {result['steps']}: {summary['split']} loss {final['val/loss']:.4f}, train loss {final['train/loss']:.4f}, "
           f"{seconds:.1f} s on {torch.get_num_threads()} thread(s)")
     if args.sample_chars:
         summary["sample"] = sample(model, vocab, args.sample_chars, args.seed, args.block_size)

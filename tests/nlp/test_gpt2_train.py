@@ -36,6 +36,15 @@ def test_split_windows_and_vocabulary():
     assert len(sample) == 30 and sample.indices == again.indices  # a fixed evaluation sample
 
 
+def test_dev_split_holds_out_the_end_of_the_training_text_and_never_reads_validation():
+    _, train, dev = train_gpt.build_data(TEXT, 16, eval_windows=0, dev=True)
+    cut = int(0.9 * len(TEXT))
+    held = len(TEXT) - cut  # the dev text is as long as the validation text
+    assert len(train) == cut - held - 16 and len(dev) == held - 16
+    assert dev.ids.tolist() == train_gpt.CharVocab(TEXT).encode(TEXT[cut - held:cut]).tolist()
+    assert len(train.ids) + len(dev.ids) == cut  # nothing of TEXT[cut:] (validation) in either
+
+
 def test_smoke_run_learns_writes_results_and_resumes(data, tmp_path, capsys):
     out = tmp_path / "run"
     first = train_gpt.run(train_gpt.build_parser().parse_args(
