@@ -41,6 +41,11 @@ VARIANTS = {
                   ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
                    "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25",
                    "--lowercase"]),
+    "casing": ("as lowercase, plus a 10-wide embedding of each word's casing (lower, UPPER, Title, mIxed, "
+               "numeric, other)",
+               ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
+                "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25",
+                "--lowercase", "--case-dim", "10"]),
     "context": ("as adam, with the neighbouring sentences of the document (sequences of up to 100 tokens, "
                 "batch 8 of them)",
                 ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "8", "--scheduler", "cosine",

@@ -158,23 +158,43 @@ class CharCNN(nn.Module):
         return x.masked_fill(pad, float("-inf")).amax(-1)
 
 
+# Word shapes of the casing feature (``case_dim`` > 0); 0 is padding.
+CASES = ("pad", "lower", "upper", "title", "mixed", "numeric", "other")
+
+
+def char_kinds(chars: Vocab | None, num_chars: int) -> Tensor:
+    """For each character id: 1 a lowercase letter, 2 an uppercase one, 3 a digit, 0 anything else
+    (padding, unknown, punctuation). Without a vocabulary every character is 0."""
+    kinds = torch.zeros(num_chars, dtype=torch.long)
+    for i, c in enumerate(chars.tokens if chars is not None else []):
+        if len(c) == 1:
+            kinds[i] = 1 if c.islower() else 2 if c.isupper() else 3 if c.isdigit() else 0
+    return kinds
+
+
 class BiLSTMCRF(nn.Module):
     def __init__(self, num_words: int = 20000, num_chars: int = 100, num_tags: int = 9,
                  word_dim: int = 100, char_dim: int = 25, char_hidden_dim: int = 25,
                  char_encoder: Literal["lstm", "cnn"] = "lstm", char_kernel_size: int = 3,
                  hidden_dim: int = 100, dropout: float = 0.5, constrained: bool = True,
-                 vocab: dict | None = None):
+                 case_dim: int = 0, vocab: dict | None = None):
         super().__init__()
         self.num_words, self.num_chars, self.num_tags = num_words, num_chars, num_tags
         self.vocabs = None if vocab is None else {
             k: Vocab.from_state_dict(vocab[k], f"vocab[{k!r}]") for k in VOCAB_KINDS}
         self.word_embed = nn.Embedding(num_words, word_dim, padding_idx=0)
+        # The casing feature (Collobert et al. 2011; Chiu & Nichols 2016): each word's shape
+        # (lower, UPPER, Title, mIxed, numeric, other) read off its characters, embedded. With a
+        # lowercased word vocabulary it gives the BiLSTM back the case the word ids lost.
+        self.case_embed = nn.Embedding(len(CASES), case_dim, padding_idx=0) if case_dim else None
+        self.register_buffer("char_kinds", char_kinds(self.vocabs and self.vocabs["chars"], num_chars),
+                             persistent=False)
         if char_encoder == "lstm":
             self.char_encoder = CharLSTM(num_chars, char_dim, char_hidden_dim)
         else:
             self.char_encoder = CharCNN(num_chars, char_dim, char_hidden_dim, char_kernel_size, dropout)
         self.dropout = nn.Dropout(dropout)
-        self.lstm = nn.LSTM(word_dim + self.char_encoder.out_dim, hidden_dim, batch_first=True,
+        self.lstm = nn.LSTM(word_dim + self.char_encoder.out_dim + case_dim, hidden_dim, batch_first=True,
                             bidirectional=True)
         self.emissions = nn.Linear(2 * hidden_dim, num_tags)
         self.crf = CRF(num_tags, batch_first=True)
@@ -205,9 +225,25 @@ class BiLSTMCRF(nn.Module):
         emb = self.word_embed(words)
         char_feats = emb.new_zeros(*words.shape, self.char_encoder.out_dim)
         char_feats[mask] = self.char_encoder(chars[mask])  # the real words only
-        x = self.dropout(torch.cat([emb, char_feats], dim=-1))
+        parts = [emb, char_feats]
+        if self.case_embed is not None:
+            parts.append(self.case_embed(self.casing(chars, mask)))
+        x = self.dropout(torch.cat(parts, dim=-1))
         out = padded_bilstm(self.lstm, x, mask.sum(-1).clamp(min=1), groups=4)[0]
         return self.emissions(self.dropout(out))
+
+    def casing(self, chars: Tensor, mask: Tensor) -> Tensor:
+        """Each word's index in ``CASES`` ``(B, T)`` from its characters ``(B, T, L)``; 0 where ``mask`` is off."""
+        kinds = self.char_kinds[chars]
+        lower, upper = (kinds == 1).any(-1), (kinds == 2).any(-1)
+        digit, title = (kinds == 3).any(-1), (kinds[..., 0] == 2) & lower
+        case = torch.full_like(chars[..., 0], CASES.index("other"))
+        case = case.masked_fill(digit & ~lower & ~upper, CASES.index("numeric"))
+        case = case.masked_fill(lower & ~upper, CASES.index("lower"))
+        case = case.masked_fill(upper & ~lower, CASES.index("upper"))
+        case = case.masked_fill(upper & lower & ~title, CASES.index("mixed"))
+        case = case.masked_fill(title, CASES.index("title"))
+        return case.masked_fill(~mask, 0)
 
     def forward(self, words: Tensor, chars: Tensor, mask: Tensor, tags: Tensor | None = None) -> Tensor:
         """Emissions ``(B, T, num_tags)``; with ``tags``, the log-likelihood of each sentence ``(B,)``."""

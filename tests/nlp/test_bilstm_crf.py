@@ -6,7 +6,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import zoo
-from zoo.nlp.bilstm_crf import encode_batch, padded_bilstm, vocab_config
+from zoo.nlp.bilstm_crf import CASES, encode_batch, padded_bilstm, vocab_config
 from zoo.nlp.conll import Sentence
 from zoo.nlp.vocab import build_vocabs
 
@@ -193,3 +193,21 @@ def test_loss_is_the_negative_log_likelihood_and_decode_gives_each_sentence_its_
     assert llh.shape == (len(TRAIN),) and (llh < 0).all()
     torch.testing.assert_close(model.loss(words, chars, mask, tags), -llh.sum())
     assert [len(p) for p in model.decode(words, chars, mask)] == [len(s) for s in TRAIN]
+
+
+def test_casing_feature_reads_each_word_shape_off_its_characters(tmp_path):
+    sentences = [Sentence("the EU German iPhone 1996 . McDonald F-16 0-0".split(), ["O"] * 9)]
+    model = make(sentences=sentences, case_dim=3)
+    words, chars, mask = model.encode([sentences[0].words, ["the"]])
+    names = [[CASES[i] for i in row] for row in model.casing(chars, mask).tolist()]
+    assert names[0] == ["lower", "upper", "title", "mixed", "numeric", "other", "title", "upper", "numeric"]
+    assert names[1] == ["lower"] + ["pad"] * 8
+    # the feature reaches the emissions, and only through the word's case
+    base = model.eval().features(words, chars, mask)
+    with torch.no_grad():
+        model.case_embed.weight[CASES.index("title")] += 1.0
+    moved = (model.features(words, chars, mask) - base).abs().sum(-1)[0] > 0
+    assert moved.all()  # the BiLSTM carries a Title word's change to every position
+    zoo.save_pretrained(model, tmp_path / "tagger")
+    again = zoo.from_pretrained(tmp_path / "tagger").eval()
+    assert torch.equal(again.features(words, chars, mask), model.features(words, chars, mask))
