@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the model's default: 100 (match --word-vectors)")
     p.add_argument("--case-dim", type=int, default=None,
                    help="embed each word's casing (lower/UPPER/Title/...) with this width (default 0: off)")
+    p.add_argument("--variational-dropout", action="store_true",
+                   help="one dropout mask per sentence around the BiLSTM, not one per token")
     p.add_argument("--unk-replace", type=float, default=0.5, help="training singletons -> UNK with this p")
     p.add_argument("--lowercase", action="store_true", help="lowercase the word vocabulary")
     p.add_argument("--word-vectors", default=None, help="GloVe / word2vec text file (optional)")
@@ -242,6 +244,8 @@ def train_one(args, data, vocabs, seed: int, output_dir: str | None) -> tuple:
     torch.manual_seed(seed)
     options = {k: getattr(args, k) for k in ("dropout", "word_dim", "hidden_dim", "char_hidden_dim", "case_dim")
                if getattr(args, k) is not None}
+    if args.variational_dropout:
+        options["variational_dropout"] = True
     model = create(args.model, num_words=len(words), num_chars=len(chars), num_tags=len(tags),
                    vocab=vocab_config(words, chars, tags), **options)
     if args.word_vectors:

@@ -211,3 +211,22 @@ def test_casing_feature_reads_each_word_shape_off_its_characters(tmp_path):
     zoo.save_pretrained(model, tmp_path / "tagger")
     again = zoo.from_pretrained(tmp_path / "tagger").eval()
     assert torch.equal(again.features(words, chars, mask), model.features(words, chars, mask))
+
+
+def test_variational_dropout_keeps_one_mask_per_sentence():
+    from zoo.nlp.bilstm_crf import LockedDropout
+
+    drop = LockedDropout(0.5).train()
+    torch.manual_seed(0)
+    out = drop(torch.ones(4, 7, 50))
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # dropped, or kept and scaled by 1 / (1 - p)
+    assert torch.equal(out, out[:, :1].expand_as(out))  # the same features dropped at every step
+    assert not torch.equal(out[0], out[1])  # each sentence its own mask
+    assert torch.equal(drop.eval()(out), out)
+    model = make(variational_dropout=True).train()
+    assert isinstance(model.dropout, LockedDropout)
+    words, chars, mask = model.encode([["EU", "rejects", "German", "call"]])
+    torch.manual_seed(1)
+    outside = model.vocabs["tags"].encode(["O"] * 4)
+    model(words, chars, mask, torch.tensor([outside])).sum().backward()
+    assert model.word_embed.weight.grad.abs().sum() > 0
