@@ -46,6 +46,11 @@ VARIANTS = {
                ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
                 "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25",
                 "--lowercase", "--case-dim", "10"]),
+    "variational": ("as lowercase, with one dropout mask per sentence around the word BiLSTM (variational "
+                    "dropout) instead of one per token",
+                    ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
+                     "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25",
+                     "--lowercase", "--variational-dropout"]),
     "context": ("as adam, with the neighbouring sentences of the document (sequences of up to 100 tokens, "
                 "batch 8 of them)",
                 ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "8", "--scheduler", "cosine",
