@@ -1,8 +1,10 @@
 """Character-level GPT on Tiny Shakespeare, on the shared Trainer.
 
 nanoGPT's configuration for a CPU (4 layers, 4 heads, 128 wide, context 64, batch 12, 2000
-iterations, AdamW lr 1e-3 with 100 warm-up steps and cosine decay to 1e-4, beta2 0.99, weight
-decay 0.1, clipping at 1.0, no dropout). The text is split 90/10 by position; the vocabulary is
+iterations, AdamW with 100 warm-up steps and cosine decay to a tenth of the peak, beta2 0.99, weight
+decay 0.1, clipping at 1.0, no dropout), with the peak learning rate 5e-3 rather than nanoGPT's
+1e-3: chosen with ``--dev`` (1e-3, 2e-3, 3e-3, 5e-3 gave dev losses 1.854, 1.768, 1.707, 1.703),
+never on the validation text. The text is split 90/10 by position; the vocabulary is
 every character of the file (65). Training windows are drawn without replacement from every offset
 of the training text; the validation loss is the mean over a fixed, seeded set of validation
 windows. A sample is printed at the end.
@@ -126,7 +128,8 @@ def train_config(args) -> TrainConfig:
     return TrainConfig(
         epochs=1, max_steps=args.max_steps, batch_size=args.batch_size, eval_batch_size=256,
         optimizer="adamw", lr=args.lr, weight_decay=0.1, beta1=0.9, beta2=0.99, scheduler="cosine",
-        warmup_steps=args.warmup_steps, min_lr=args.min_lr, clip_grad_norm=1.0, device=args.device,
+        warmup_steps=args.warmup_steps, min_lr=args.lr / 10 if args.min_lr is None else args.min_lr,
+        clip_grad_norm=1.0, device=args.device,
         seed=args.seed, output_dir=args.output_dir, resume=True if args.resume else None,
         eval_every_steps=args.eval_every, eval_every_epochs=None, progress=not args.no_progress,
         tensorboard=False, plot=args.output_dir is not None, log_every=100,
@@ -145,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--max-steps", type=int, default=2000, help="optimizer steps (nanoGPT's max_iters)")
     p.add_argument("--batch-size", type=int, default=12)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--min-lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=5e-3, help="peak learning rate (nanoGPT's: 1e-3)")
+    p.add_argument("--min-lr", type=float, default=None, help="the cosine's floor (default: lr / 10)")
     p.add_argument("--warmup-steps", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=None, help="also evaluate every N steps (a curve)")
     p.add_argument("--eval-windows", type=int, default=4000,
