@@ -106,7 +106,10 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        seq = (x if self.group_norm is None else self.group_norm(x)).flatten(2).transpose(1, 2)  # (B, HW, C)
+        # GroupNorm over (B, C, HW) as diffusers does: on a channels-last x a 4-D GroupNorm takes
+        # another kernel, equal only to rounding
+        seq = x.flatten(2) if self.group_norm is None else self.group_norm(x.flatten(2))
+        seq = seq.transpose(1, 2)  # (B, HW, C)
         q, k, v = (split_heads(proj(seq), self.heads) for proj in (self.to_q, self.to_k, self.to_v))
         out = self.to_out[0](merge_heads(F.scaled_dot_product_attention(q, k, v)))
         out = out.transpose(1, 2).reshape(b, c, h, w) + x
