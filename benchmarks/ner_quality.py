@@ -23,38 +23,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zoo.nlp import train  # noqa: E402
 
-# name -> (what changes, zoo.nlp.train options)
+# name -> (what changes, zoo.nlp.train options); each variant extends the one it names (a later
+# option wins, as argparse reads them)
+ADAM = ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine", "--scheme", "bioes"]
+ADAM200 = [*ADAM, "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25"]
+LOWERCASE = [*ADAM200, "--lowercase"]
 VARIANTS = {
     "sgd": ("Ma & Hovy optimiser: SGD lr 0.015 momentum 0.9, batch 10, constant LR, IOB2",
             ["--optimizer", "sgd", "--lr", "0.015", "--batch-size", "10", "--scheme", "iob2"]),
-    "adam": ("Adam lr 0.002, batch 32, cosine decay, BIOES",
-             ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
-              "--scheme", "bioes"]),
-    "adam200": ("as adam, BiLSTM 200 and char-BiLSTM 50 per direction, 25 epochs",
-                ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
-                 "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25"]),
+    "adam": ("Adam lr 0.002, batch 32, cosine decay, BIOES", ADAM),
+    "adam200": ("as adam, BiLSTM 200 and char-BiLSTM 50 per direction, 25 epochs", ADAM200),
     "ema": ("as adam200, selecting and evaluating an EMA of the weights (decay 0.999)",
-            ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
-             "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25",
-             "--ema-decay", "0.999"]),
-    "lowercase": ("as adam200, words lowercased (the characters keep the case): the README's recipe",
-                  ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
-                   "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25",
-                   "--lowercase"]),
+            [*ADAM200, "--ema-decay", "0.999"]),
+    "lowercase": ("as adam200, words lowercased (the characters keep the case): the README's recipe", LOWERCASE),
     "casing": ("as lowercase, plus a 10-wide embedding of each word's casing (lower, UPPER, Title, mIxed, "
-               "numeric, other)",
-               ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
-                "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25",
-                "--lowercase", "--case-dim", "10"]),
+               "numeric, other)", [*LOWERCASE, "--case-dim", "10"]),
     "variational": ("as lowercase, with one dropout mask per sentence around the word BiLSTM (variational "
-                    "dropout) instead of one per token",
-                    ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "32", "--scheduler", "cosine",
-                     "--scheme", "bioes", "--hidden-dim", "200", "--char-hidden-dim", "50", "--epochs", "25",
-                     "--lowercase", "--variational-dropout"]),
+                    "dropout) instead of one per token", [*LOWERCASE, "--variational-dropout"]),
     "context": ("as adam, with the neighbouring sentences of the document (sequences of up to 100 tokens, "
-                "batch 8 of them)",
-                ["--optimizer", "adam", "--lr", "0.002", "--batch-size", "8", "--scheduler", "cosine",
-                 "--scheme", "bioes", "--context", "100"]),
+                "batch 8 of them)", [*ADAM, "--batch-size", "8", "--context", "100"]),
 }
 PAPERS = {"Lample et al. 2016, LSTM-CRF, random embeddings": 83.63,
           "Ma & Hovy 2016, BiLSTM-CNN-CRF, random embeddings": 80.76}
