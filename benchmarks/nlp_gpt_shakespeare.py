@@ -62,7 +62,7 @@ def train(which: str, args) -> dict:
     vocab, train_set, val_set = train_gpt.build_data(text, 64, args.eval_windows)
     recipe = train_gpt.build_parser().parse_args(
         ["--max-steps", str(args.max_steps), "--no-progress", "--seed", str(args.seed), "--lr", str(args.lr),
-         "--min-lr", str(args.lr / 10 if args.min_lr is None else args.min_lr)])
+         *(["--min-lr", str(args.min_lr)] if args.min_lr is not None else [])])  # else the recipe's lr / 10
     torch.manual_seed(args.seed)
     model = train_gpt.build_model(recipe, len(vocab))
     if which == "hf":

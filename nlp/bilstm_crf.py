@@ -184,8 +184,8 @@ class LockedDropout(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
+        scale = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - self.p).div_(1 - self.p)  # 0 or 1 / (1 - p)
+        return x * scale
 
 
 class BiLSTMCRF(nn.Module):

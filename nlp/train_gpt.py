@@ -211,8 +211,8 @@ def run(args: argparse.Namespace) -> dict:
                "steps": result["steps"], "params": params,
                "val_loss": round(final["val/loss"], 4), "train_loss": round(final["train/loss"], 4),
                "seconds": round(seconds, 1), "threads": torch.get_num_threads()}
-    print(f"step {result['steps']}: {summary['split']} loss {final['val/loss']:.4f}, train loss {final['train/loss']:.4f}, "
-          f"{seconds:.1f} s on {torch.get_num_threads()} thread(s)")
+    print(f"step {result['steps']}: {summary['split']} loss {final['val/loss']:.4f}, "
+          f"train loss {final['train/loss']:.4f}, {seconds:.1f} s on {torch.get_num_threads()} thread(s)")
     if args.sample_chars:
         summary["sample"] = sample(model, vocab, args.sample_chars, args.seed, args.block_size)
         print("sample:\n" + summary["sample"])
