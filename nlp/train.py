@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -223,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unk-replace", type=float, default=0.5, help="training singletons -> UNK with this p")
     p.add_argument("--lowercase", action="store_true", help="lowercase the word vocabulary")
     p.add_argument("--word-vectors", default=None, help="GloVe / word2vec text file (optional)")
+    p.add_argument("--pretrain-word-vectors", action="store_true",
+                   help="initialise the word embeddings with skip-gram vectors trained on eng.train's text "
+                        "(gensim; written to word2vec.txt in the run's output folder)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="evaluate, select and save an exponential moving average of the weights (e.g. 0.999)")
     p.add_argument("--patience", type=int, default=None, help="epochs without val F1 gain before stopping")
@@ -249,8 +253,15 @@ def train_one(args, data, vocabs, seed: int, output_dir: str | None) -> tuple:
     model = create(args.model, num_words=len(words), num_chars=len(chars), num_tags=len(tags),
                    vocab=vocab_config(words, chars, tags), **options)
     if args.word_vectors:
-        coverage = model.load_pretrained_vectors(args.word_vectors)
-        print(f"pretrained vectors cover {100 * coverage:.1f}% of the {len(words) - 2} words")
+        _load_vectors(model, args.word_vectors, words)
+    if args.pretrain_word_vectors:  # skip-gram on eng.train's own words, a fresh set for each seed
+        from .word2vec import train_word_vectors
+
+        with tempfile.TemporaryDirectory(prefix="zoo-word2vec-") as tmp:
+            path = train_word_vectors([s.words for s in data["train"]], Path(output_dir or tmp) / "word2vec.txt",
+                                      model.word_embed.embedding_dim, lowercase=words.lowercase, zeros=words.zeros,
+                                      seed=seed)
+            _load_vectors(model, path, words)
     config = TrainConfig(
         epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, eval_batch_size=64,
         optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
@@ -267,6 +278,11 @@ def train_one(args, data, vocabs, seed: int, output_dir: str | None) -> tuple:
     sums = _eval_sums(trainer.eval_model, task, TaggedSentences(data["test"], tags, args.context), collate,
                       trainer.device)
     return trainer.eval_model, result, task.scores(sums)  # eval_model: the EMA weights under --ema-decay
+
+
+def _load_vectors(model, path, words: Vocab) -> None:
+    coverage = model.load_pretrained_vectors(path)
+    print(f"pretrained vectors cover {100 * coverage:.1f}% of the {len(words) - 2} words ({Path(path).name})")
 
 
 def _eval_sums(model, task, dataset, collate, device) -> dict:

@@ -257,3 +257,22 @@ def test_ema_decay_evaluates_and_saves_the_averaged_weights(conll, tmp_path):
     weight = "emissions.weight"
     assert torch.equal(frozen[weight], initial[weight])
     assert not torch.equal(trained[weight], initial[weight])
+
+
+def test_pretrained_word_vectors_come_from_the_training_text_and_initialise_the_embeddings(conll, tmp_path, capsys):
+    pytest.importorskip("gensim", reason="--pretrain-word-vectors trains with gensim (a dev dependency)")
+    from zoo.nlp.bilstm_crf import read_word_vectors
+
+    out, saved = tmp_path / "run", tmp_path / "tagger"
+    train.run(_args("--data", str(conll), "--epochs", "1", "--max-steps", "1", "--optimizer", "sgd", "--lr", "1e-12",
+                    "--momentum", "0", "--lowercase", "--pretrain-word-vectors", "--output-dir", str(out),
+                    "--save-model", str(saved)))
+    printed = capsys.readouterr().out
+    assert "pretrained vectors cover 100.0%" in printed and "(word2vec.txt)" in printed
+    tagger = zoo.from_pretrained(saved)
+    words = tagger.vocabs["words"]
+    assert "japan" not in words and "european" in words  # eng.train's words only, lowercased
+    rows, coverage = read_word_vectors(out / "word2vec.txt", words, tagger.word_embed.embedding_dim)
+    assert coverage == 1.0
+    # one step at lr 1e-12: the embeddings are still the vectors written (PAD and UNK keep their own rows)
+    torch.testing.assert_close(tagger.word_embed.weight[2:].detach(), rows[2:], atol=1e-5, rtol=0)
