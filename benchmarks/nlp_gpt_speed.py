@@ -11,6 +11,14 @@ the two so machine load hits both alike; the table gives each median and the rat
 (transformers / ours: above 1 means ours is faster). ``--profile`` prints where our generation
 spends its time (torch.profiler, top operators).
 
+Prompt lookup (``--prompt-lookup K``, default 10): our ``generate(..., prompt_lookup_num_tokens=K)``
+drafts up to K tokens from where the text's last n-gram occurred before and keeps those greedy
+confirms, so the tokens are greedy's and one forward can yield several. It is timed against plain
+``generate`` and, at batch 1, against transformers' own prompt lookup; the printed tokens per forward
+is what the gain rests on, and it is a property of the text: random weights (the default) repeat
+themselves more than a trained model, so ``--trained DIR --text FILE`` measures a trained model
+(``zoo.nlp.train_gpt --save-model DIR``) on prompts from the last tenth of FILE.
+
 Measured 2026-11-29, 1 thread, 3 repeats, shared 2-core machine under a load of ~12 (read the
 ratios): forward 8x128 1.12x; greedy generation of 128 tokens 1.06x at batch 1 and 1.01x at batch 8
 (same tokens). Where our generation's time goes (batch 1): 64% the block projections (addmm), 25%
@@ -22,8 +30,10 @@ that last ~10%: the issue's 1.5x is out of reach on a CPU at fp32.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 import transformers
@@ -66,6 +76,41 @@ def compare(name: str, ours_fn, ref_fn, repeats: int, tokens: int, same=None) ->
     return row
 
 
+def trained_models(folder: str):
+    """A trained GPT-2-family model saved by ``zoo.nlp.train_gpt --save-model`` and its transformers twin."""
+    import zoo
+
+    ours = zoo.from_pretrained(folder).eval()
+    cfg = ours.config
+    ref = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=cfg.vocab_size, n_positions=cfg.max_positions, n_embd=cfg.embed_dim, n_layer=cfg.num_layers,
+        n_head=cfg.num_heads, activation_function=cfg.activation, layer_norm_epsilon=cfg.layer_norm_eps)).eval()
+    ref.load_state_dict(hf_key_map(ours.state_dict()), strict=True)
+    return ref, ours
+
+
+def text_prompts(folder: str, text_file: str, batch: int, length: int = 16):
+    """``batch`` prompts of ``length`` characters from the last tenth of ``text_file`` (the char-GPT's
+    validation text), at evenly spaced offsets, encoded with the model's ``vocab.json``."""
+    chars = json.loads((Path(folder) / "vocab.json").read_text())
+    index = {c: i for i, c in enumerate(chars)}
+    text = Path(text_file).read_text(encoding="utf-8")
+    val = text[int(0.9 * len(text)):]
+    starts = [i * (len(val) - length) // batch for i in range(batch)]
+    ids = torch.tensor([[index[c] for c in val[s:s + length]] for s in starts])
+    return ids, torch.ones_like(ids)
+
+
+def count_forwards(model, fn) -> int:
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return len(calls) - 1  # the prompt's own forward aside: one forward per step after it
+
+
 def prompts(batch: int, vocab: int):
     g = torch.Generator().manual_seed(batch)
     ids = torch.randint(0, vocab, (batch, 16), generator=g)
@@ -83,34 +128,63 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--new-tokens", type=int, default=128)
     p.add_argument("--skip-forward", action="store_true")
+    p.add_argument("--prompt-lookup", type=int, default=10,
+                   help="draft tokens per step for the prompt-lookup rows (0: leave them out)")
+    p.add_argument("--trained", default=None,
+                   help="a trained model's save_pretrained folder (zoo.nlp.train_gpt --save-model) instead of "
+                        "random GPT-2 weights; prompts then come from --text")
+    p.add_argument("--text", default=None, help="with --trained: the text file whose last tenth gives the prompts")
     p.add_argument("--profile", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    ref, ours = models(args.model)
+    if args.trained:
+        if not args.text:
+            p.error("--trained needs --text (the prompts)")
+        ref, ours = trained_models(args.trained)
+        name = f"{args.trained} (trained)"
+        make_prompts = lambda batch: text_prompts(args.trained, args.text, batch)  # noqa: E731
+    else:
+        ref, ours = models(args.model)
+        name = f"{args.model} (random weights)"
+        make_prompts = lambda batch: prompts(batch, ours.config.vocab_size)  # noqa: E731
     vocab = ours.config.vocab_size
-    print(f"{args.model}, {args.threads} thread(s), torch {torch.__version__}, transformers {transformers.__version__}")
+    print(f"{name}, {args.threads} thread(s), torch {torch.__version__}, transformers {transformers.__version__}")
     print(f"{'case':<34}{'ours ms':>10}{'HF ms':>10}{'ours tok/s':>11}{'HF tok/s':>11}{'HF/ours':>9}")
     rows = []
     with torch.inference_mode():
         if not args.skip_forward:
             x = torch.randint(0, vocab, (8, 128), generator=torch.Generator().manual_seed(0))
             rows.append(compare("forward 8x128", lambda: ours(x), lambda: ref(x).logits, args.repeats, x.numel()))
-        n = args.new_tokens
+        n, k = args.new_tokens, args.prompt_lookup
+
+        def same(a, b):
+            assert torch.equal(a, b), "the two generations differ"
+
         for batch in (1, 8):
-            ids, mask = prompts(batch, vocab)
-
-            def same(a, b):
-                assert torch.equal(a, b), "the two generations differ"
-
+            ids, mask = make_prompts(batch)
+            hf = dict(attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=0,
+                      eos_token_id=None)
             rows.append(compare(
                 f"generate greedy b{batch}, {n} new", lambda: generate(ours, ids, mask, max_new_tokens=n),
-                lambda: ref.generate(ids, attention_mask=mask, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                                     pad_token_id=0, eos_token_id=None),
-                args.repeats, batch * n, same))
+                lambda: ref.generate(ids, **hf), args.repeats, batch * n, same))
+            if not k:
+                continue
+            forwards = count_forwards(ours, lambda: generate(ours, ids, mask, max_new_tokens=n,
+                                                             prompt_lookup_num_tokens=k))
+            print(f"  prompt lookup {k}: {n} tokens in {forwards} forwards ({n / forwards:.2f} tokens per forward)")
+            rows.append(compare(
+                f"  ours lookup {k} vs HF plain", lambda: generate(ours, ids, mask, max_new_tokens=n,
+                                                                    prompt_lookup_num_tokens=k),
+                lambda: ref.generate(ids, **hf), args.repeats, batch * n, same))
+            if batch == 1:  # transformers' own prompt lookup (assisted generation) takes one sequence
+                rows.append(compare(
+                    f"  ours lookup {k} vs HF lookup {k}", lambda: generate(ours, ids, mask, max_new_tokens=n,
+                                                                             prompt_lookup_num_tokens=k),
+                    lambda: ref.generate(ids, prompt_lookup_num_tokens=k, **hf), args.repeats, batch * n, same))
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        ids, mask = prompts(1, vocab)
+        ids, mask = make_prompts(1)
         with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
             generate(ours, ids, mask, max_new_tokens=args.new_tokens)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))

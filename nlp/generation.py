@@ -42,6 +42,13 @@ class KVCache:
     def advance(self, steps: int) -> None:
         self.length += steps
 
+    def truncate(self, length: int) -> None:
+        """Forget the positions from ``length`` on (draft tokens that were not accepted); the next
+        :meth:`update` overwrites them."""
+        if not 0 <= length <= self.length:
+            raise InputError(f"KVCache: cannot truncate {self.length} positions to {length}.")
+        self.length = length
+
 
 def _check_left_padded(mask: Tensor) -> None:
     # left padding: once a row has a token, every later position is a token
@@ -50,6 +57,41 @@ def _check_left_padded(mask: Tensor) -> None:
                          "sequence ends at the last column (tokenizer padding_side='left').")
     if bool((mask.sum(1) == 0).any()):
         raise InputError("generate: a prompt is all padding; give every sequence at least one token.")
+
+
+def lookup_drafts(tokens: Tensor, active: Tensor, num_tokens: int, max_ngram: int = 3) -> Tensor | None:
+    """Draft continuations found in each sequence's own text (prompt lookup decoding, Saxena 2023).
+
+    For each row of ``tokens`` (B, L), find the latest earlier occurrence of its last ``n`` tokens
+    (``n = max_ngram`` down to 1) and propose the up to ``num_tokens`` tokens that followed it. Returns
+    (B, d) drafts, ``d`` the shortest proposal over the ``active`` rows (inactive rows get filler), or
+    None when an active row has no match: then one ordinary step is cheaper than a draft that a
+    single row would reject at once."""
+    batch, length = tokens.shape
+    drafts: list[Tensor | None] = [None] * batch
+    for row in range(batch):
+        if not bool(active[row]):
+            continue
+        seq = tokens[row]
+        for n in range(min(max_ngram, length - 1), 0, -1):
+            windows = seq[:-1].unfold(0, n, 1)  # the n-grams that end before the last token
+            hits = (windows == seq[-n:]).all(1).nonzero()
+            if len(hits):
+                # the latest occurrence with a full draft after it (a loop repeats its latest period),
+                # else the earliest (the longest draft there is)
+                starts = hits[:, 0] + n
+                full = starts[starts + num_tokens <= length]
+                start = int(full[-1] if len(full) else starts[0])
+                drafts[row] = seq[start:start + num_tokens]
+                break
+        if drafts[row] is None:
+            return None
+    found = [d for d in drafts if d is not None]
+    if not found:
+        return None
+    width = min(len(d) for d in found)
+    filler = found[0][:width]
+    return torch.stack([(d if d is not None else filler)[:width] for d in drafts])
 
 
 def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -73,11 +115,18 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = 
 def generate(model, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int = 20,
              do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
              top_p: float | None = None, eos_token_id: int | None = None, pad_token_id: int | None = None,
-             use_cache: bool = True, generator: torch.Generator | None = None) -> Tensor:
+             use_cache: bool = True, generator: torch.Generator | None = None,
+             prompt_lookup_num_tokens: int | None = None, prompt_lookup_max_ngram: int = 3) -> Tensor:
     """Continue each prompt by up to ``max_new_tokens`` tokens; returns (B, T + new) ids, the prompts
     first. ``attention_mask`` (1: token, 0: padding) marks left padding in a batch of prompts of
     different lengths. Greedy unless ``do_sample``; a sequence that produced ``eos_token_id`` is
-    continued with ``pad_token_id`` (default: the EOS id) and generation stops when all have."""
+    continued with ``pad_token_id`` (default: the EOS id) and generation stops when all have.
+
+    ``prompt_lookup_num_tokens`` (greedy, cached): each step also feeds up to that many draft tokens
+    copied from where the text's last n-gram occurred before (:func:`lookup_drafts`), and keeps every
+    draft token that greedy decoding itself predicts, plus the model's own next token. The tokens are
+    greedy's (up to rounding in near-ties: several positions go through one matrix product); a
+    step reads the weights once for several tokens when the text repeats itself."""
     if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise InputError("generate: input_ids must be a (batch, length) tensor of prompt token ids, length >= 1.")
     if max_new_tokens < 0:
@@ -88,6 +137,13 @@ def generate(model, input_ids: Tensor, attention_mask: Tensor | None = None, *, 
         raise InputError(f"generate: top_k must be >= 1, got {top_k}.")
     if top_p is not None and not 0 < top_p <= 1:
         raise InputError(f"generate: top_p must be in (0, 1], got {top_p}.")
+    if prompt_lookup_num_tokens is not None:
+        if prompt_lookup_num_tokens < 1 or prompt_lookup_max_ngram < 1:
+            raise InputError("generate: prompt_lookup_num_tokens and prompt_lookup_max_ngram must be >= 1, got "
+                             f"{prompt_lookup_num_tokens} and {prompt_lookup_max_ngram}.")
+        if do_sample or not use_cache:
+            raise InputError("generate: prompt lookup drafts are checked against greedy decoding with the cache; "
+                             "pass do_sample=False and use_cache=True, or drop prompt_lookup_num_tokens.")
     batch, prompt_len = input_ids.shape
     limit = model.config.max_positions
     if prompt_len + max_new_tokens > limit:
@@ -117,22 +173,37 @@ def generate(model, input_ids: Tensor, attention_mask: Tensor | None = None, *, 
     full_pos = torch.cat([positions, positions[:, -1:] + 1 + torch.arange(max_new_tokens, device=device)], 1)
     cache = model.new_cache(batch, total) if use_cache else None
     length = prompt_len
-    for _ in range(max_new_tokens):
+    while length < total and not (eos_token_id is not None and bool(done.all())):
         start = cache.length if cache is not None else 0  # the cache holds positions before `start`
-        logits = model(out[:, start:length], full_mask[:, :length] if padded else None, full_pos[:, start:length],
-                       cache=cache, last_only=True)
-        logits = logits[:, -1]
-        if do_sample:
-            probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        drafts = None
+        if prompt_lookup_num_tokens is not None and start > 0:  # after the prompt's own forward
+            room = min(prompt_lookup_num_tokens, total - length - 1)  # d drafts give up to d + 1 tokens
+            drafts = lookup_drafts(out[:, :length], ~done, room, prompt_lookup_max_ngram) if room > 0 else None
+        if drafts is not None:
+            d = drafts.shape[1]
+            out[:, length:length + d] = drafts
+            logits = model(out[:, start:length + d], full_mask[:, :length + d] if padded else None,
+                           full_pos[:, start:length + d], cache=cache)
+            predicted = logits[:, -d - 1:].argmax(-1)  # greedy's token after the last token and each draft
+            agree = (predicted[:, :d] == drafts) | done[:, None]  # a finished row only emits padding
+            accepted = int(agree.long().cumprod(1).sum(1).min())  # drafts every row confirmed, in order
+            cache.truncate(length + accepted)  # the last token and the accepted drafts stay cached
+            steps = predicted[:, :accepted + 1].unbind(1)
         else:
-            token = logits.argmax(-1)
-        if eos_token_id is not None:
-            token = token.masked_fill(done, pad_token_id)
-            done = done | (token == eos_token_id)
-        out[:, length] = token
-        length += 1
-        if eos_token_id is not None and bool(done.all()):
-            break
+            logits = model(out[:, start:length], full_mask[:, :length] if padded else None,
+                           full_pos[:, start:length], cache=cache, last_only=True)[:, -1]
+            if do_sample:
+                probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
+                steps = (torch.multinomial(probs, 1, generator=generator).squeeze(1),)
+            else:
+                steps = (logits.argmax(-1),)
+        for token in steps:
+            if eos_token_id is not None:
+                token = token.masked_fill(done, pad_token_id)
+                done = done | (token == eos_token_id)
+            out[:, length] = token
+            length += 1
+            if eos_token_id is not None and bool(done.all()):
+                break
     model.train(was_training)
     return out[:, :length]

@@ -5,7 +5,7 @@ they should, sampling is reproducible with a generator, and bad arguments are cl
 import pytest
 import torch
 
-from zoo.nlp.generation import KVCache, filter_logits, generate
+from zoo.nlp.generation import KVCache, filter_logits, generate, lookup_drafts
 from zoo.nlp.gpt2 import gpt2, hf_key_map
 from zoo.nlp.hf import gpt2_config_from_hf
 from zoo.shared.errors import InputError
@@ -141,3 +141,77 @@ def test_bad_arguments_are_clear_errors(models):
         cache = KVCache(2, 1, 4, 3, 8)
         with torch.no_grad():
             ours(x[:1, :4], cache=cache)
+
+
+def _counting_forwards(model):
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[1]))
+    return calls, handle
+
+
+@pytest.mark.parametrize("num_tokens", [1, 3, 8])
+def test_prompt_lookup_gives_greedys_tokens_in_fewer_forwards(models, num_tokens):
+    _, ours = models
+    x, mask = prompts()
+    for ids, m, alone in ((x[:1], None, True), (x[2:], None, True), (x, mask, False)):
+        greedy = generate(ours, ids, m, max_new_tokens=40)
+        calls, handle = _counting_forwards(ours)
+        try:
+            drafted = generate(ours, ids, m, max_new_tokens=40, prompt_lookup_num_tokens=num_tokens)
+        finally:
+            handle.remove()
+        assert torch.equal(drafted, greedy)
+        assert max(calls[1:]) == num_tokens + 1  # drafts were tried at full width
+        if alone:  # the random model repeats itself: accepted drafts, so 40 tokens take fewer forwards
+            assert len(calls) < 40
+
+
+def test_prompt_lookup_stops_at_eos_as_greedy_does(models):
+    ref, ours = models
+    x, mask = prompts()
+    free = generate(ours, x, mask, max_new_tokens=30)
+    for eos in (int(free[1, 7 + 3]), int(free[0, 7 + 20])):
+        greedy = generate(ours, x, mask, max_new_tokens=30, eos_token_id=eos, pad_token_id=0)
+        drafted = generate(ours, x, mask, max_new_tokens=30, eos_token_id=eos, pad_token_id=0,
+                           prompt_lookup_num_tokens=4)
+        assert torch.equal(drafted, greedy)
+        expected = ref.generate(x, attention_mask=mask, max_new_tokens=30, do_sample=False, eos_token_id=eos,
+                                pad_token_id=0)
+        assert torch.equal(drafted, expected)
+    # drafts copy earlier text, so an EOS inside accepted drafts needs an EOS token in the prompt: the
+    # prompts here run into greedy's own output, and every token of it is tried as the EOS; generation
+    # must stop at the EOS, not at the end of the accepted drafts
+    unpadded = torch.randint(3, 61, (3, 7), generator=torch.Generator().manual_seed(3))
+    for row in (unpadded[:1], unpadded[2:]):
+        prompt = generate(ours, row, max_new_tokens=12)
+        for eos in generate(ours, prompt, max_new_tokens=25)[0].unique().tolist():
+            greedy = generate(ours, prompt, max_new_tokens=25, eos_token_id=eos)
+            assert torch.equal(generate(ours, prompt, max_new_tokens=25, eos_token_id=eos, prompt_lookup_num_tokens=4),
+                               greedy)
+
+
+def test_lookup_drafts_copy_what_followed_the_last_ngram():
+    t = torch.tensor
+    # "5 6" occurred at the start: the three tokens after it
+    assert lookup_drafts(t([[5, 6, 7, 5, 6]]), t([True]), 3).tolist() == [[7, 5, 6]]
+    # the longest n-gram wins: "2 3" points at 9, where the 1-gram "3" alone would also find 4
+    assert lookup_drafts(t([[2, 3, 9, 3, 4, 2, 3]]), t([True]), 1).tolist() == [[9]]
+    # the latest occurrence with a full draft after it; else the earliest (the longest draft)
+    assert lookup_drafts(t([[1, 8, 1, 9, 1]]), t([True]), 1).tolist() == [[9]]
+    assert lookup_drafts(t([[1, 8, 1, 9, 1]]), t([True]), 3).tolist() == [[8, 1, 9]]
+    # an active row without a match: no drafts; an inactive one gets filler; the shortest draft sets the width
+    rows = t([[1, 5, 6, 7, 0, 5, 6], [1, 2, 3, 4, 5, 6, 7], [9, 9, 9, 4, 3, 4, 3]])
+    assert lookup_drafts(rows, t([True, True, True]), 3) is None
+    drafts = lookup_drafts(rows, t([True, False, True]), 3)
+    assert drafts.shape == (3, 2) and drafts[0].tolist() == [7, 0] and drafts[2].tolist() == [4, 3]
+
+
+def test_prompt_lookup_bad_arguments(models):
+    _, ours = models
+    x, _ = prompts()
+    with pytest.raises(InputError, match="greedy"):
+        generate(ours, x, do_sample=True, prompt_lookup_num_tokens=3)
+    with pytest.raises(InputError, match="use_cache=True"):
+        generate(ours, x, use_cache=False, prompt_lookup_num_tokens=3)
+    with pytest.raises(InputError, match=">= 1"):
+        generate(ours, x, prompt_lookup_num_tokens=0)
