@@ -81,11 +81,10 @@ class BertEmbeddings(nn.Module):
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(positions)
-        if token_type_ids is None:  # segment A everywhere
-            x = x + self.token_type_embeddings.weight[0]
-        else:
-            x = x + self.token_type_embeddings(token_type_ids)
+        segments = (self.token_type_embeddings.weight[0] if token_type_ids is None  # segment A everywhere
+                    else self.token_type_embeddings(token_type_ids))
+        # words + segments, then + positions: transformers' order, so the sums round as its do
+        x = self.word_embeddings(input_ids) + segments + self.position_embeddings(positions)
         return self.dropout(self.LayerNorm(x))
 
 

@@ -54,11 +54,13 @@ def test_outputs_equal_transformers_with_padding_and_segments(arch, act):
     with torch.no_grad():
         expected = ref(ids, attention_mask=mask, token_type_ids=segments)
         got = ours(ids, mask, segments)
-    if arch == "BertModel":
-        torch.testing.assert_close(got[0], expected.last_hidden_state, atol=1e-5, rtol=0)
-        torch.testing.assert_close(got[1], expected.pooler_output, atol=1e-5, rtol=0)
-    else:
-        torch.testing.assert_close(got, expected.logits, atol=1e-5, rtol=0)
+    pairs = ([(got[0], expected.last_hidden_state), (got[1], expected.pooler_output)] if arch == "BertModel"
+             else [(got, expected.logits)])
+    for a, b in pairs:
+        if act == "gelu_new":  # ours is F.gelu's fused tanh form; transformers' NewGELU spells it out in 6 ops
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        else:  # bitwise: the same operations in the same order (the embeddings summed as transformers does)
+            assert torch.equal(a, b)
 
 
 def test_state_dict_is_transformers_layout():
@@ -75,7 +77,7 @@ def test_default_segments_and_no_mask_equal_transformers():
     ref, ours = pair("BertModel")
     ids, _, _ = batch()
     with torch.no_grad():
-        torch.testing.assert_close(ours(ids)[0], ref(ids).last_hidden_state, atol=1e-5, rtol=0)
+        assert torch.equal(ours(ids)[0], ref(ids).last_hidden_state)
 
 
 def test_padding_does_not_change_the_tokens():
@@ -174,7 +176,7 @@ def test_bert_base_forward_equals_transformers():
     with torch.no_grad():
         expected = ref(ids, attention_mask=mask, token_type_ids=segments).last_hidden_state
         got = ours(ids, mask, segments)[0]
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert torch.equal(got, expected)  # bitwise, padded positions too
     assert time.perf_counter() - start < 60
 
 
