@@ -84,7 +84,11 @@ class ResnetBlock(nn.Module):
         else:
             h = self.norm2(h + t)
         h = self.conv2(self.dropout(F.silu(h)))
-        shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)
+        shortcut = x
+        if self.conv_shortcut is not None:
+            # training: the 1x1 conv on a contiguous input, as diffusers runs it (a channels-last input
+            # takes another kernel, whose bias gradient sums in another order)
+            shortcut = self.conv_shortcut(x.contiguous() if self.training else x)
         out = shortcut + h
         return out if self.output_scale == 1.0 else out / self.output_scale
 
