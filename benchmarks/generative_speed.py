@@ -70,10 +70,22 @@ def forward_fns(ours, theirs, batch: int):
     return {"ours": run_ours, "diffusers": run_theirs}
 
 
-def train_fns(ours, theirs, batch: int):
+def gradient_difference(ours, theirs, x, t, noise) -> float:
+    """The largest difference between the two models' loss gradients (0.0: bitwise equal), one step's worth."""
+    torch.manual_seed(0)  # the same dropout masks, should a configuration have dropout
+    torch.nn.functional.mse_loss(ours(x, t), noise).backward()
+    torch.manual_seed(0)
+    torch.nn.functional.mse_loss(theirs(x, t).sample, noise).backward()
+    diff = max((p.grad - q.grad).abs().max().item() for p, q in zip(ours.parameters(), theirs.parameters()))
+    ours.zero_grad(set_to_none=True), theirs.zero_grad(set_to_none=True)
+    return diff
+
+
+def train_fns(ours, theirs, batch: int, checks: dict):
     x, t, noise = torch.randn(batch, 3, 32, 32), torch.randint(0, 1000, (batch,)), torch.randn(batch, 3, 32, 32)
     x = x.contiguous(memory_format=MEMORY_FORMAT)
     ours.train(), theirs.train()
+    checks["gradient_difference"] = gradient_difference(ours, theirs, x, t, noise)  # before any step moves them
     opt_ours = torch.optim.Adam(ours.parameters(), lr=1e-9)
     opt_theirs = torch.optim.Adam(theirs.parameters(), lr=1e-9)
 
@@ -143,7 +155,12 @@ def main(argv=None) -> dict:
     for batch in args.batches:
         row(f"forward, batch {batch}", interleaved(forward_fns(ours, theirs, batch), args.repeats))
     for batch in args.batches:
-        row(f"training step, batch {batch}", interleaved(train_fns(ours, theirs, batch), args.repeats))
+        checks: dict = {}
+        fns = train_fns(ours, theirs, batch, checks)
+        row(f"training step, batch {batch}", interleaved(fns, args.repeats))
+        diff = checks["gradient_difference"]
+        report["rows"][-1]["max_abs_gradient_difference"] = diff
+        print(f"  gradients: {'bitwise equal' if diff == 0 else f'differ by at most {diff:.1e}'}")
     if not args.skip_ddim:
         images: dict = {}
         row("DDIM 50 steps, 16 images", interleaved(ddim_fns(ours, theirs, 16, 50, images), args.ddim_repeats, warmup=0))
