@@ -14,7 +14,9 @@ Measured 2026-11-29, 1 thread, 3 repeats, on the shared 2-core machine under a l
 absolute times are several times an idle machine's; the ratios are what to read): forward 14194 ms
 vs 14495 ms (1.02x), padded 13456 ms vs 13053 ms (0.97x): parity within the load's noise; both
 spend the time in the same matrix products. On the quiet machine, 5 repeats: 1310 vs 1326 ms
-(1.01x), padded 1253 vs 1255 ms (1.00x); outputs equal to 3.5e-6, not bitwise.
+(1.01x), padded 1253 vs 1255 ms (1.00x); outputs equal to 3.5e-6, not bitwise. With the embeddings
+summed in transformers' order (words + segments, then positions), one thread beside one other 1-thread
+job, 5 repeats: 1339 vs 1363 ms (1.02x), padded 1324 vs 1337 ms (1.01x), **bitwise equal** outputs.
 """
 
 from __future__ import annotations
