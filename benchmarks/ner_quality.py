@@ -35,13 +35,13 @@ VARIANTS = {
     "adam200": ("as adam, BiLSTM 200 and char-BiLSTM 50 per direction, 25 epochs", ADAM200),
     "ema": ("as adam200, selecting and evaluating an EMA of the weights (decay 0.999)",
             [*ADAM200, "--ema-decay", "0.999"]),
-    "lowercase": ("as adam200, words lowercased (the characters keep the case): the README's recipe", LOWERCASE),
+    "lowercase": ("as adam200, words lowercased (the characters keep the case)", LOWERCASE),
     "casing": ("as lowercase, plus a 10-wide embedding of each word's casing (lower, UPPER, Title, mIxed, "
                "numeric, other)", [*LOWERCASE, "--case-dim", "10"]),
     "variational": ("as lowercase, with one dropout mask per sentence around the word BiLSTM (variational "
                     "dropout) instead of one per token", [*LOWERCASE, "--variational-dropout"]),
     "word2vec": ("as lowercase, the word embeddings initialised with skip-gram vectors trained on eng.train's own "
-                 "text (gensim, 100-wide, rescaled to std 1)", [*LOWERCASE, "--pretrain-word-vectors"]),
+                 "text (gensim, 100-wide, rescaled to std 1): the README's recipe", [*LOWERCASE, "--pretrain-word-vectors"]),
     "context": ("as adam, with the neighbouring sentences of the document (sequences of up to 100 tokens, "
                 "batch 8 of them)", [*ADAM, "--batch-size", "8", "--context", "100"]),
 }
