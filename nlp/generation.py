@@ -3,7 +3,9 @@ EOS and ``max_new_tokens``, batched prompts with left padding, with or without a
 
 The cache is preallocated for the whole generation (prompt + new tokens) and written in place, so
 a step costs one forward of one token per sequence and no concatenation. Without the cache every
-step recomputes the whole sequence: the plain definition, kept as the test oracle.
+step recomputes the whole sequence: the plain definition, kept as the test oracle. Greedy decoding
+can also verify draft tokens copied from earlier in the text (``prompt_lookup_num_tokens``): one
+forward then yields several of greedy's tokens when the text repeats itself.
 
 A model takes part by offering ``forward(input_ids, attention_mask=None, position_ids=None,
 cache=None, last_only=False)`` and ``new_cache(batch, max_length)`` (see :mod:`zoo.nlp.gpt2`).
