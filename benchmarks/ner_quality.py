@@ -1,13 +1,13 @@
 """CoNLL-2003 quality of the BiLSTM-CRF recipe: eng.testb span F1 over seeds, as an ablation table.
 
     .venv/bin/python benchmarks/ner_quality.py --data ../shared/data/conll2003                 # every variant, 3 seeds
-    .venv/bin/python benchmarks/ner_quality.py --data ../shared/data/conll2003 --only lowercase --seeds 3
+    .venv/bin/python benchmarks/ner_quality.py --data ../shared/data/conll2003 --only word2vec --seeds 3
 
 Each variant is a set of ``zoo.nlp.train`` options (no external word vectors in any of them; ``word2vec``
 pretrains its own on eng.train's text); the table gives the eng.testb F1 mean +- std (overall and per
-type), the eng.testa F1 that picked the epoch, and the wall time of one run. The yardsticks are the papers' own figures without
-pretrained embeddings: Lample et al. 2016, LSTM-CRF with random embeddings 83.63; Ma & Hovy 2016,
-BiLSTM-CNN-CRF with random embeddings 80.76.
+type), the eng.testa F1 that picked the epoch, and the wall time of one run. The yardsticks are the
+papers' own figures without pretrained embeddings: Lample et al. 2016, LSTM-CRF with random embeddings
+83.63; Ma & Hovy 2016, BiLSTM-CNN-CRF with random embeddings 80.76.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ VARIANTS = {
     "variational": ("as lowercase, with one dropout mask per sentence around the word BiLSTM (variational "
                     "dropout) instead of one per token", [*LOWERCASE, "--variational-dropout"]),
     "word2vec": ("as lowercase, the word embeddings initialised with skip-gram vectors trained on eng.train's own "
-                 "text (gensim, 100-wide, rescaled to std 1): the README's recipe", [*LOWERCASE, "--pretrain-word-vectors"]),
+                 "text (gensim, 100-wide, rescaled to std 1): the README's recipe",
+                 [*LOWERCASE, "--pretrain-word-vectors"]),
     "context": ("as adam, with the neighbouring sentences of the document (sequences of up to 100 tokens, "
                 "batch 8 of them)", [*ADAM, "--batch-size", "8", "--context", "100"]),
 }
