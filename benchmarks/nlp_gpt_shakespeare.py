@@ -44,16 +44,22 @@ class HFLogits(nn.Module):
         return self.model(input_ids=x).logits
 
 
-def hf_twin(ours):
+def hf_gpt2(ours, **config):
+    """transformers' GPT2LMHeadModel in our model's configuration, holding its weights (the layouts are
+    the same); ``config``: further GPT2Config fields. benchmarks/nlp_gpt_speed.py uses it too."""
     import transformers
 
     cfg = ours.config
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(
         vocab_size=cfg.vocab_size, n_positions=cfg.max_positions, n_embd=cfg.embed_dim, n_layer=cfg.num_layers,
-        n_head=cfg.num_heads, resid_pdrop=cfg.resid_dropout, embd_pdrop=cfg.embed_dropout,
-        attn_pdrop=cfg.attention_dropout, bos_token_id=0, eos_token_id=0))
+        n_head=cfg.num_heads, activation_function=cfg.activation, layer_norm_epsilon=cfg.layer_norm_eps,
+        resid_pdrop=cfg.resid_dropout, embd_pdrop=cfg.embed_dropout, attn_pdrop=cfg.attention_dropout, **config))
     hf.load_state_dict(ours.state_dict(), strict=True)
-    return HFLogits(hf)
+    return hf
+
+
+def hf_twin(ours):
+    return HFLogits(hf_gpt2(ours, bos_token_id=0, eos_token_id=0))
 
 
 def train(which: str, args) -> dict:

@@ -83,14 +83,10 @@ def compare(name: str, ours_fn, ref_fn, repeats: int, tokens: int, same=None) ->
 def trained_models(folder: str):
     """A trained GPT-2-family model saved by ``zoo.nlp.train_gpt --save-model`` and its transformers twin."""
     import zoo
+    from nlp_gpt_shakespeare import hf_gpt2  # this folder: the script's own
 
     ours = zoo.from_pretrained(folder).eval()
-    cfg = ours.config
-    ref = transformers.GPT2LMHeadModel(transformers.GPT2Config(
-        vocab_size=cfg.vocab_size, n_positions=cfg.max_positions, n_embd=cfg.embed_dim, n_layer=cfg.num_layers,
-        n_head=cfg.num_heads, activation_function=cfg.activation, layer_norm_epsilon=cfg.layer_norm_eps)).eval()
-    ref.load_state_dict(hf_key_map(ours.state_dict()), strict=True)
-    return ref, ours
+    return hf_gpt2(ours).eval(), ours
 
 
 def text_prompts(folder: str, text_file: str, batch: int, length: int = 16):
