@@ -53,12 +53,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 class Judge:
     """The digits classifier: penultimate features and class probabilities of [0, 1] images."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, device: str = "cpu"):
         from zoo.shared.factory import from_pretrained
 
         import zoo.vision  # noqa: F401  (registers resnet18)
 
-        self.model = from_pretrained(directory).eval()
+        self.device = torch.device(device)
+        self.model = from_pretrained(directory).eval().to(self.device)
         cfg = self.model.pretrained_cfg
         self.mean, self.std = float(cfg["mean"][0]), float(cfg["std"][0])
         self.size = cfg["input_size"][-1]
@@ -67,13 +68,14 @@ class Judge:
     def __call__(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         feats, probs = [], []
         for chunk in images.split(250):
+            chunk = chunk.to(self.device)
             if chunk.shape[-1] != self.size:
                 chunk = torch.nn.functional.interpolate(chunk, size=(self.size, self.size), mode="bilinear",
                                                         align_corners=False)
             x = (chunk - self.mean) / self.std
             f = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-            feats.append(f)
-            probs.append(self.model.forward_head(self.model.forward_features(x)).softmax(-1))
+            feats.append(f.cpu())
+            probs.append(self.model.forward_head(self.model.forward_features(x)).softmax(-1).cpu())
         return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 
@@ -86,7 +88,7 @@ def classifier_view(probs: np.ndarray) -> dict:
             "max_class_share_x_uniform": float(share.max() / uniform), "classes_present": int((counts > 0).sum())}
 
 
-def sample_run(spec: str, n: int, seed: int) -> tuple[str, torch.Tensor, dict]:
+def sample_run(spec: str, n: int, seed: int, device: str = "cpu", chunk: int = 250) -> tuple[str, torch.Tensor, dict]:
     from zoo.generative.diffusion import NoiseSchedule
     from zoo.generative.sample import sample_images
     from zoo.generative.unet import UNet2D
@@ -104,8 +106,8 @@ def sample_run(spec: str, n: int, seed: int) -> tuple[str, torch.Tensor, dict]:
         steps = None if sampler == "ddpm" else int(sampler.removeprefix("ddim"))
         info["sampler"] = f"DDPM {schedule.num_train_timesteps} steps" if steps is None else f"DDIM {steps} steps, eta 0"
     start = time.perf_counter()
-    images = torch.cat([sample_images(model, min(250, n - i), steps=steps, seed=seed + i, schedule=schedule)
-                        for i in range(0, n, 250)])
+    images = torch.cat([sample_images(model, min(chunk, n - i), steps=steps, seed=seed + i, schedule=schedule,
+                                      device=device) for i in range(0, n, chunk)])
     info["sampling_seconds"] = round(time.perf_counter() - start, 1)
     return label, images, info
 
@@ -118,6 +120,9 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--iwae-k", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu", help="where the generators sample and the classifier runs")
+    p.add_argument("--chunk", type=int, default=250, help="images sampled per call (the seed moves with each)")
+    p.add_argument("--save-samples", default=None, help="also save every run's images as uint8 tensors in one .pt")
     p.add_argument("--grid-dir", default=None, help="also write a 8x8 grid of each run's first samples here")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -125,7 +130,7 @@ def main(argv=None) -> dict:
 
     from zoo.generative.data import load_digits
 
-    judge = Judge(args.classifier)
+    judge = Judge(args.classifier, args.device)
     digits = load_digits(judge.size)
     real_train, _ = judge(digits.train)
     real_test, test_probs = judge(digits.test)
@@ -136,17 +141,20 @@ def main(argv=None) -> dict:
     report["real_test"] = classifier_view(test_probs)
     print(f"classifier test accuracy {test_acc:.4f}; Fréchet floor (train {len(real_train)} vs held-out "
           f"{len(real_test)}): {floor:.3f}")
+    samples = {}
     for spec in args.run:
-        label, images, info = sample_run(spec, args.n, args.seed)
+        label, images, info = sample_run(spec, args.n, args.seed, args.device, args.chunk)
+        samples[label] = (images * 255).round().to(torch.uint8)
         feats, probs = judge(images)
         fd = frechet_distance(feats, real_test)
         row = {**info, "fd": fd, "fd_over_floor": fd / floor, **classifier_view(probs)}
         if info["architecture"].startswith("vae"):
             from zoo.shared.factory import from_pretrained
 
-            vae = from_pretrained(info["dir"]).eval()
-            g = torch.Generator().manual_seed(args.seed)
-            bounds = torch.cat([vae.iwae_bound(chunk, args.iwae_k, generator=g) for chunk in digits.test.split(50)])
+            vae = from_pretrained(info["dir"]).eval().to(args.device)
+            g = torch.Generator(device=args.device).manual_seed(args.seed)
+            bounds = torch.cat([vae.iwae_bound(chunk.to(args.device), args.iwae_k, generator=g).cpu()
+                                for chunk in digits.test.split(50)])
             row["test_nll_iwae"] = float(-bounds.mean())
             row["iwae_k"] = args.iwae_k
         if args.grid_dir:
@@ -166,6 +174,8 @@ def main(argv=None) -> dict:
           f"{report['real_test']['tv_from_uniform']:.3f} | - |")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.save_samples:
+        torch.save(samples, args.save_samples)
     return report
 
 

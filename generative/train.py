@@ -5,6 +5,7 @@
     python -m zoo.generative.train --model vae --epochs 30                   # test NLL (IWAE, k=100) at the end
     python -m zoo.generative.train --model ddpm --epochs 100 --grid-steps 50  # EMA U-Net, DDIM grids
     python -m zoo.generative.train --model dcgan --data path/to/images --img-size 64
+    python -m zoo.generative.train --model ddpm --epochs 1000 --repeats 20 --max-minutes 30 --device cuda
     zoo train dcgan_generator --epochs 5                                     # the same, through the zoo CLI
 
 ``--model`` is a recipe (``dcgan``, ``wgan_gp``, ``vae``, ``ddpm``) or a registered model it trains
@@ -264,10 +265,11 @@ def grid_samples(run: Run, n: int, seed: int) -> torch.Tensor:
     return images.cpu()
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool) -> list[torch.Tensor]:
+def _batches(n: int, batch_size: int, seed: int, epoch: int, drop_last: bool, repeats: int = 1) -> list[torch.Tensor]:
     """The epoch's shuffled index batches, a function of (seed, epoch) alone, so a resumed run sees
-    the same batches."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    the same batches. ``repeats`` shuffled passes over the images make one epoch."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.cat([torch.randperm(n, generator=g) for _ in range(repeats)])
     batches = list(order.split(batch_size))
     if drop_last and len(batches) > 1 and len(batches[-1]) < batch_size:
         batches.pop()  # batch norm on a batch of one or two is noise
@@ -287,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=positive_int, default=32, help="image size (digits are upsampled to it)")
     p.add_argument("--epochs", type=positive_int, default=None, help="default: the recipe's")
     p.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many batches")
+    p.add_argument("--max-minutes", type=positive_float, default=None,
+                   help="stop at the end of the first epoch that ends after this much training time, and finish "
+                        "as after the last epoch (the summary gives the epochs reached)")
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="shuffled passes over the images per epoch: fewer, longer epochs between grids, log rows "
+                        "and checkpoints on a small dataset")
     p.add_argument("--max-images", type=positive_int, default=None, help="train on the first N images only (smoke runs)")
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--lr", type=positive_float, default=None, help="default: the paper's")
@@ -340,9 +348,9 @@ def run(args: argparse.Namespace) -> dict:
     grids = sorted(str(p) for p in (out / "samples").glob("epoch_*.png")) if args.resume else []
     start = time.perf_counter()
     progress = not args.no_progress and sys.stderr.isatty()
-    stopped = False
+    stopped = timed_out = False
     while r.epoch < epochs and not stopped:
-        batches = _batches(len(images), batch_size, args.seed, r.epoch, drop_last=name != "vae")
+        batches = _batches(len(images), batch_size, args.seed, r.epoch, drop_last=name != "vae", repeats=args.repeats)
         if r.batch == 0:
             r.sums = {}
         if progress:
@@ -377,11 +385,14 @@ def run(args: argparse.Namespace) -> dict:
         save_checkpoint(checkpoint, r.state())
         if args.max_steps and r.step >= args.max_steps:
             break
+        if args.max_minutes and time.perf_counter() - start >= 60 * args.max_minutes:
+            timed_out = True
+            break
     logger.close()
     summary = {"model": name, "models": list(models), "epochs": r.epoch, "steps": r.step, "output_dir": str(out),
                "grids": grids, "seconds": round(time.perf_counter() - start, 2), "device": str(device),
-               "last": r.history[-1] if r.history else {}}
-    if r.epoch >= epochs or (args.max_steps and r.step >= args.max_steps and not stopped):
+               "stopped_by_time": timed_out, "last": r.history[-1] if r.history else {}}
+    if r.epoch >= epochs or timed_out or (args.max_steps and r.step >= args.max_steps and not stopped):
         summary.update(_finish(r, data, out, args))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -80,6 +80,23 @@ def _flatten(state, prefix=""):
     return {k: v for k, v in out.items() if v is not None}
 
 
+def test_repeats_make_an_epoch_of_several_shuffled_passes_over_the_images():
+    one = train._batches(32, 16, seed=0, epoch=3, drop_last=True)
+    three = train._batches(32, 16, seed=0, epoch=3, drop_last=True, repeats=3)
+    assert len(three) == 6 and all(torch.equal(a, b) for a, b in zip(one, three))  # the first pass is unchanged
+    passes = torch.cat(three).view(3, 32)
+    assert all(sorted(p.tolist()) == list(range(32)) for p in passes)  # each pass sees every image once
+    assert not torch.equal(passes[0], passes[1])  # in another order
+
+
+def test_max_minutes_stops_at_an_epoch_end_and_finishes_the_run(tmp_path):
+    summary = _run(tmp_path, "vae", "--epochs", "50", "--repeats", "2", "--max-minutes", "1e-9")
+    assert summary["stopped_by_time"] and summary["epochs"] == 1 and summary["steps"] == 4  # 2 passes x 2 batches
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file() and summary["test_nll_iwae"] > 0
+    untimed = _run(tmp_path, "vae", "--epochs", "2", out="untimed")
+    assert not untimed["stopped_by_time"] and untimed["epochs"] == 2
+
+
 def test_the_ddpm_recipe_keeps_an_ema_with_warm_up(tmp_path):
     _run(tmp_path, "ddpm", "--epochs", "1")
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
