@@ -20,7 +20,8 @@ There is no Inception network offline, so the classifier stands in for it:
 - for a VAE, the test negative log-likelihood (IWAE bound, k = ``--iwae-k``) in nats per image.
 
 A run is ``label=DIR[:SAMPLER]``: a diffusion model samples with the full DDPM chain (``ddpm``) or
-DDIM with N steps (``ddimN``).
+DDIM with N steps (``ddimN``). ``--save-samples FILE`` keeps every run's images (uint8) and
+``--from-samples FILE`` scores them again, with another classifier say, without sampling.
 """
 
 from __future__ import annotations
@@ -123,6 +124,8 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cpu", help="where the generators sample and the classifier runs")
     p.add_argument("--chunk", type=int, default=250, help="images sampled per call (the seed moves with each)")
     p.add_argument("--save-samples", default=None, help="also save every run's images as uint8 tensors in one .pt")
+    p.add_argument("--from-samples", default=None,
+                   help="score the images a --save-samples file holds (each label a run) instead of sampling")
     p.add_argument("--grid-dir", default=None, help="also write a 8x8 grid of each run's first samples here")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
@@ -142,8 +145,14 @@ def main(argv=None) -> dict:
     print(f"classifier test accuracy {test_acc:.4f}; Fréchet floor (train {len(real_train)} vs held-out "
           f"{len(real_test)}): {floor:.3f}")
     samples = {}
-    for spec in args.run:
-        label, images, info = sample_run(spec, args.n, args.seed, args.device, args.chunk)
+    saved = torch.load(args.from_samples, weights_only=True) if args.from_samples else {}
+    jobs = [(label, None) for label in saved] + [(None, spec) for spec in args.run]
+    for label, spec in jobs:
+        if spec is None:  # images from a --save-samples file
+            images, info = saved[label].float() / 255, {"architecture": "saved", "sampler": "saved samples",
+                                                        "sampling_seconds": "-"}
+        else:
+            label, images, info = sample_run(spec, args.n, args.seed, args.device, args.chunk)
         samples[label] = (images * 255).round().to(torch.uint8)
         feats, probs = judge(images)
         fd = frechet_distance(feats, real_test)
