@@ -32,7 +32,10 @@ forward, 2.83x at batch 1.
 
 ``--device cuda`` runs both models on the GPU (each timing synchronises before and after); the rows
 then say whether the two generations gave the same tokens rather than stopping when they do not
-(GPU kernels need not be bitwise equal between the two implementations).
+(GPU kernels need not be bitwise equal between the two implementations). Measured 2026-11-30 on an
+H200 (fp32, transformers 5.17, same tokens throughout): forward 8x128 1.48x; greedy 1.37x at batch 1,
+1.24x at batch 8; with prompt lookup 10, 2.67x at batch 1 (1.50x against transformers' lookup) and
+1.20x at batch 8.
 """
 
 from __future__ import annotations
