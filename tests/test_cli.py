@@ -167,7 +167,7 @@ def test_bad_option_values_are_one_usage_line(capsys):
     line = _error_line(capsys.readouterr().err)
     assert "--epochs: invalid int value: 'x'" in line and "zoo train resnet18 --help" in line
     assert main(["predict", "--pretrained", "d", "a.png", "--topk", "0"]) == 2
-    assert "--topk: expected a positive integer, got 0" in _error_line(capsys.readouterr().err)
+    assert "--topk: must be a positive integer, got 0" in _error_line(capsys.readouterr().err)
     assert main(["lst"]) == 2
     assert "invalid choice: 'lst'" in _error_line(capsys.readouterr().err)
 

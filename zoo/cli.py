@@ -19,7 +19,7 @@ import argparse
 import contextlib
 import sys
 
-from zoo.shared.cli_types import floats
+from zoo.shared.cli_types import floats, positive_int
 
 RECIPE_COMMANDS = ("train", "finetune", "eval", "sample")
 RECIPE_MODULES = {"eval": "evaluate"}  # command -> its module in the domain (zoo eval -> zoo.rl.evaluate)
@@ -61,16 +61,6 @@ def _usage_errors(hint: str | None = None):
         yield
     finally:
         argparse.ArgumentParser.error = original
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,9 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE", help="image files")
     p.add_argument("--pretrained", required=True, metavar="DIR",
                    help="a directory written by save_pretrained / --save-model (or hf-hub:org/name)")
-    p.add_argument("--topk", type=_positive_int, default=5, help="classes shown per image (default 5)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass")
-    p.add_argument("--img-size", type=_positive_int, default=None,
+    p.add_argument("--topk", type=positive_int, default=5, help="classes shown per image (default 5)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+    p.add_argument("--img-size", type=positive_int, default=None,
                    help="input size, for a saved model without pretrained_cfg (or to override it)")
     p.add_argument("--mean", type=floats, default=None,
                    help="mean of the [0, 1] pixels, one or one per channel: 0.5,0.5,0.5")
