@@ -73,10 +73,9 @@ class Judge:
             if chunk.shape[-1] != self.size:
                 chunk = torch.nn.functional.interpolate(chunk, size=(self.size, self.size), mode="bilinear",
                                                         align_corners=False)
-            x = (chunk - self.mean) / self.std
-            f = self.model.forward_head(self.model.forward_features(x), pre_logits=True)
-            feats.append(f.cpu())
-            probs.append(self.model.forward_head(self.model.forward_features(x)).softmax(-1).cpu())
+            h = self.model.forward_features((chunk - self.mean) / self.std)  # once, for both heads
+            feats.append(self.model.forward_head(h, pre_logits=True).cpu())
+            probs.append(self.model.forward_head(h).softmax(-1).cpu())
         return torch.cat(feats).numpy(), torch.cat(probs).numpy()
 
 
@@ -144,15 +143,16 @@ def main(argv=None) -> dict:
     report["real_test"] = classifier_view(test_probs)
     print(f"classifier test accuracy {test_acc:.4f}; Fréchet floor (train {len(real_train)} vs held-out "
           f"{len(real_test)}): {floor:.3f}")
+    def runs():  # (label, images in [0, 1], info): a --from-samples file's, then each --run's
+        saved = torch.load(args.from_samples, weights_only=True) if args.from_samples else {}
+        for label, pixels in saved.items():
+            yield label, pixels.float() / 255, {"architecture": "saved", "sampler": "saved samples",
+                                                "sampling_seconds": "-"}
+        for spec in args.run:
+            yield sample_run(spec, args.n, args.seed, args.device, args.chunk)
+
     samples = {}
-    saved = torch.load(args.from_samples, weights_only=True) if args.from_samples else {}
-    jobs = [(label, None) for label in saved] + [(None, spec) for spec in args.run]
-    for label, spec in jobs:
-        if spec is None:  # images from a --save-samples file
-            images, info = saved[label].float() / 255, {"architecture": "saved", "sampler": "saved samples",
-                                                        "sampling_seconds": "-"}
-        else:
-            label, images, info = sample_run(spec, args.n, args.seed, args.device, args.chunk)
+    for label, images, info in runs():
         samples[label] = (images * 255).round().to(torch.uint8)
         feats, probs = judge(images)
         fd = frechet_distance(feats, real_test)
