@@ -87,6 +87,18 @@ def test_iwae_bound_is_exact_when_the_posterior_is_the_prior_and_the_decoder_ign
     torch.testing.assert_close(model.iwae_bound(x, 7), exact, rtol=1e-5, atol=1e-4)
 
 
+def test_test_nll_is_the_mean_negative_bound_over_every_batch_and_repeats_for_a_seed():
+    torch.manual_seed(0)
+    model = zoo.create("vae_mlp", img_size=8, latent_dim=2, hidden_dim=16).eval()
+    x = (torch.rand(10, 1, 8, 8) > 0.5).float()
+    g = torch.Generator().manual_seed(3)
+    by_hand = -torch.cat([model.iwae_bound(chunk, 5, generator=g) for chunk in x.split(4)]).mean()
+    nll = model.test_nll(x, 5, seed=3, batch_size=4)
+    assert nll == pytest.approx(by_hand.item(), abs=1e-5)
+    assert nll > 0 and model.test_nll(x, 5, seed=3, batch_size=4) == nll
+    assert model.test_nll(x, 5, seed=4, batch_size=4) != nll
+
+
 def test_eval_uses_the_mean_and_training_samples():
     model = zoo.create("vae_conv", img_size=16, latent_dim=4, hidden_dim=16, base_channels=4)
     x = torch.rand(2, 1, 16, 16)
