@@ -117,6 +117,27 @@ def _write_pngs(folder, specs):
         Image.fromarray(array.squeeze(-1) if channels == 1 else array, mode).save(folder / f"{i}.png")
 
 
+def test_a_ddpm_at_the_digits_native_8x8_trains_and_its_grid_shows_each_pixel_as_a_block(tmp_path):
+    from PIL import Image
+
+    from zoo.generative.grid import save_grid
+
+    summary = _run(tmp_path, "ddpm", "--img-size", "8", "--epochs", "1")
+    assert json.loads((tmp_path / "run" / "model" / "config.json").read_text())["config"]["sample_size"] == 8
+    with Image.open(summary["grids"][0]) as img:
+        assert img.size == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)  # 8x8 samples enlarged 4x for the eye
+    images = torch.rand(3, 1, 8, 8)
+    with Image.open(save_grid(images, tmp_path / "g.png", nrow=3, padding=0)) as img:
+        tiles = torch.from_numpy(np.asarray(img.convert("L"), dtype=np.float32) / 255)
+    assert tiles.shape == (32, 96)
+    expected = (images * 255 + 0.5).clamp(0, 255).floor() / 255  # torchvision's uint8 rounding
+    for i in range(3):
+        tile = tiles[:, 32 * i:32 * (i + 1)]
+        torch.testing.assert_close(tile, expected[i, 0].repeat_interleave(4, 0).repeat_interleave(4, 1))
+    with Image.open(save_grid(torch.rand(2, 1, 32, 32), tmp_path / "big.png", nrow=2, padding=0)) as img:
+        assert img.size == (64, 32)  # 32 px and up: as they are
+
+
 def test_an_image_folder_trains_and_mixed_sizes_or_channels_are_refused(tmp_path):
     _write_pngs(tmp_path / "ok" / "a", [("RGB", 16)] * 6)
     _write_pngs(tmp_path / "ok" / "b", [("RGB", 16)] * 6)
