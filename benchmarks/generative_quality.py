@@ -1,11 +1,12 @@
-"""Sample quality of the generative models, measured with the zoo's own digits classifier.
+"""Sample quality of the generative models, measured with the zoo's own digits classifiers.
 
-    # 1. the feature network: resnet18 trained on digits by the vision recipe (about 99% test accuracy)
-    python -m zoo.vision.train --model resnet18 --save-model runs/digits_resnet18
+    # 1. the feature networks: resnet18 trained on digits by the vision recipe (about 99% test accuracy),
+    #    one per seed: the scores move with the judge, so several judges score the same images
+    for s in 0 1 2 3; do OMP_NUM_THREADS=1 python -m zoo.vision.train --model resnet18 --seed $s --save-model runs/judge$s; done
     # 2. models trained by the generative recipe (OUTPUT_DIR/model)
     python -m zoo.generative.train --model dcgan --output-dir runs/generative/dcgan
-    # 3. the scores (1 thread; seeds stated in the output)
-    OMP_NUM_THREADS=1 python benchmarks/generative_quality.py --classifier runs/digits_resnet18 \\
+    # 3. the scores (seeds stated in the output)
+    OMP_NUM_THREADS=1 python benchmarks/generative_quality.py --classifier runs/judge0 --classifier runs/judge1 \\
         --run dcgan=runs/generative/dcgan/model --run ddpm=runs/generative/ddpm/model:ddim50 --n 1000
 
 There is no Inception network offline, so the classifier stands in for it:
@@ -21,7 +22,9 @@ There is no Inception network offline, so the classifier stands in for it:
 
 A run is ``label=DIR[:SAMPLER]``: a diffusion model samples with the full DDPM chain (``ddpm``) or
 DDIM with N steps (``ddimN``). ``--save-samples FILE`` keeps every run's images (uint8) and
-``--from-samples FILE`` scores them again, with another classifier say, without sampling.
+``--from-samples FILE`` scores them again, with other judges say, without sampling. Images smaller
+than a judge's input (a model trained at the digits' native 8x8) are enlarged to it bilinearly, the
+same operation that made the real digits the judge compares them with.
 """
 
 from __future__ import annotations
@@ -112,9 +115,28 @@ def sample_run(spec: str, n: int, seed: int, device: str = "cpu", chunk: int = 2
     return label, images, info
 
 
+def judge_real(directory: str, device: str) -> tuple[Judge, dict, np.ndarray]:
+    """A judge, its view of the real digits (test accuracy, the train-vs-held-out floor, the held-out
+    images' classifier view) and its features of the held-out images."""
+    from zoo.generative.data import load_digits
+
+    judge = Judge(directory, device)
+    digits = load_digits(judge.size)
+    real_train, _ = judge(digits.train)
+    real_test, test_probs = judge(digits.test)
+    view = {"classifier": directory,
+            "test_accuracy": float((test_probs.argmax(1) == digits.test_labels.numpy()).mean()),
+            "fd_floor_train_vs_test": frechet_distance(real_train, real_test), "real_test": classifier_view(test_probs)}
+    print(f"judge {directory}: test accuracy {view['test_accuracy']:.4f}; Fréchet floor (train {len(real_train)} "
+          f"vs held-out {len(real_test)}): {view['fd_floor_train_vs_test']:.3f}")
+    return judge, view, real_test
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--classifier", required=True, help="save_pretrained directory of the digits resnet18")
+    p.add_argument("--classifier", action="append", required=True,
+                   help="save_pretrained directory of a digits resnet18; repeatable: every judge scores the same "
+                        "images, and the table gives each judge's FD / floor")
     p.add_argument("--run", action="append", default=[], help="label=MODEL_DIR[:ddpm|ddimN], repeatable")
     p.add_argument("--n", type=int, default=1000, help="generated images per run")
     p.add_argument("--seed", type=int, default=0)
@@ -132,17 +154,10 @@ def main(argv=None) -> dict:
 
     from zoo.generative.data import load_digits
 
-    judge = Judge(args.classifier, args.device)
-    digits = load_digits(judge.size)
-    real_train, _ = judge(digits.train)
-    real_test, test_probs = judge(digits.test)
-    floor = frechet_distance(real_train, real_test)
-    test_acc = float((test_probs.argmax(1) == digits.test_labels.numpy()).mean())
-    report = {"classifier_test_accuracy": test_acc, "fd_floor_train_vs_test": floor, "n": args.n, "seed": args.seed,
-              "threads": args.threads, "runs": {}}
-    report["real_test"] = classifier_view(test_probs)
-    print(f"classifier test accuracy {test_acc:.4f}; Fréchet floor (train {len(real_train)} vs held-out "
-          f"{len(real_test)}): {floor:.3f}")
+    judges = [judge_real(directory, args.device) for directory in args.classifier]
+    report = {"judges": [view for _, view, _ in judges], "n": args.n, "seed": args.seed, "threads": args.threads,
+              "runs": {}}
+
     def runs():  # (label, images in [0, 1], info): a --from-samples file's, then each --run's
         saved = torch.load(args.from_samples, weights_only=True) if args.from_samples else {}
         for label, pixels in saved.items():
@@ -154,14 +169,18 @@ def main(argv=None) -> dict:
     samples = {}
     for label, images, info in runs():
         samples[label] = (images * 255).round().to(torch.uint8)
-        feats, probs = judge(images)
-        fd = frechet_distance(feats, real_test)
-        row = {**info, "fd": fd, "fd_over_floor": fd / floor, **classifier_view(probs)}
+        row = {**info, "scores": []}  # one per judge, in --classifier order
+        for judge, view, real_test in judges:
+            feats, probs = judge(images)
+            fd = frechet_distance(feats, real_test)
+            row["scores"].append({"fd": fd, "fd_over_floor": fd / view["fd_floor_train_vs_test"],
+                                  **classifier_view(probs)})
+        row["fd_over_floor_max"] = max(score["fd_over_floor"] for score in row["scores"])
         if info["architecture"].startswith("vae"):
             from zoo.shared.factory import from_pretrained
 
             vae = from_pretrained(info["dir"]).eval().to(args.device)
-            row["test_nll_iwae"] = vae.test_nll(digits.test, args.iwae_k, seed=args.seed)
+            row["test_nll_iwae"] = vae.test_nll(load_digits(judges[0][0].size).test, args.iwae_k, seed=args.seed)
             row["iwae_k"] = args.iwae_k
         if args.grid_dir:
             from zoo.generative.grid import save_grid
@@ -169,20 +188,35 @@ def main(argv=None) -> dict:
             row["grid"] = str(save_grid(images[:64], Path(args.grid_dir) / f"generative_{label}.png", nrow=8))
         report["runs"][label] = row
         print(json.dumps({label: row}), flush=True)
-    print("\n| model | sampler | FD | FD / floor | confident >= 0.9 | classes present | max class share / uniform "
-          "| TV from uniform | sampling s |\n|---|---|---|---|---|---|---|---|---|")
-    for label, r in report["runs"].items():
-        print(f"| {label} | {r.get('sampler', 'one pass')} | {r['fd']:.2f} | {r['fd_over_floor']:.2f} | "
-              f"{r['confident_share']:.3f} | {r['classes_present']} | {r['max_class_share_x_uniform']:.2f} | "
-              f"{r['tv_from_uniform']:.3f} | {r['sampling_seconds']} |")
-    print(f"| real held-out digits | - | floor {floor:.2f} | 1.00 | {report['real_test']['confident_share']:.3f} | "
-          f"{report['real_test']['classes_present']} | {report['real_test']['max_class_share_x_uniform']:.2f} | "
-          f"{report['real_test']['tv_from_uniform']:.3f} | - |")
+    print_table(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     if args.save_samples:
         torch.save(samples, args.save_samples)
     return report
+
+
+def print_table(report: dict) -> None:
+    """Markdown: per run, each judge's FD / floor and the worst of them; the first judge's confident share
+    and TV distance; the fewest classes present and the largest class share any judge saw."""
+    judges = report["judges"]
+    heads = " | ".join(f"FD / floor, judge {i + 1}" for i in range(len(judges)))
+    print(f"\n| model | sampler | {heads} | worst | confident >= 0.9 | classes present | max class share / uniform "
+          f"| TV from uniform | sampling s |\n|---|---|{'---|' * len(judges)}---|---|---|---|---|---|")
+    for label, r in report["runs"].items():
+        scores = r["scores"]
+        ratios = " | ".join(f"{s['fd']:.2f} ({s['fd_over_floor']:.2f}x)" for s in scores)
+        classes = min(s["classes_present"] for s in scores)
+        largest = max(s["max_class_share_x_uniform"] for s in scores)
+        print(f"| {label} | {r.get('sampler', 'one pass')} | {ratios} | {r['fd_over_floor_max']:.2f}x | "
+              f"{scores[0]['confident_share']:.3f} | {classes} | {largest:.2f} | {scores[0]['tv_from_uniform']:.3f} | "
+              f"{r['sampling_seconds']} |")
+    floors = " | ".join(f"floor {j['fd_floor_train_vs_test']:.2f}" for j in judges)
+    real = judges[0]["real_test"]
+    print(f"| real held-out digits | - | {floors} | 1.00x | {real['confident_share']:.3f} | {real['classes_present']} | "
+          f"{real['max_class_share_x_uniform']:.2f} | {real['tv_from_uniform']:.3f} | - |")
+    print("judges: " + "; ".join(f"{i + 1}. {j['classifier']} ({100 * j['test_accuracy']:.2f}%)"
+                                 for i, j in enumerate(judges)))
 
 
 if __name__ == "__main__":
