@@ -180,7 +180,7 @@ def main(argv=None) -> dict:
             from zoo.shared.factory import from_pretrained
 
             vae = from_pretrained(info["dir"]).eval().to(args.device)
-            row["test_nll_iwae"] = vae.test_nll(load_digits(judges[0][0].size).test, args.iwae_k, seed=args.seed)
+            row["test_nll_iwae"] = vae.test_nll(load_digits(vae.img_size).test, args.iwae_k, seed=args.seed)  # its size
             row["iwae_k"] = args.iwae_k
         if args.grid_dir:
             from zoo.generative.grid import save_grid
