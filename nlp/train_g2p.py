@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--clip-grad-norm", type=float, default=1.0, help="0: no clipping")
     p.add_argument("--dropout", type=float, default=None, help="the model's default: 0.1")
+    p.add_argument("--attention-dropout", type=float, default=None,
+                   help="on the attention weights, if not --dropout (attention dropout is the costly one on a CPU)")
     p.add_argument("--dim", type=int, default=None, help="override the model's width")
     p.add_argument("--ffn-dim", type=int, default=None)
     p.add_argument("--layers", type=int, default=None, help="encoder and decoder layers each")
@@ -219,6 +221,7 @@ def run(args: argparse.Namespace) -> dict:
           f"{' with stress' if args.stress else ''}", flush=True)
     torch.manual_seed(args.seed)
     options = {"dim": args.dim, "ffn_dim": args.ffn_dim, "dropout": args.dropout,
+               "attention_dropout": args.attention_dropout,
                "num_encoder_layers": args.layers, "num_decoder_layers": args.layers}
     options = {k: v for k, v in options.items() if v is not None}
     if args.dim is not None:

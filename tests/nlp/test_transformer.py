@@ -206,3 +206,31 @@ def test_save_and_load_round_trip_keeps_tied_weights(tmp_path):
     src, tgt = torch.randint(3, 60, (2, 6)), torch.randint(3, 100, (2, 4))
     with torch.no_grad():
         assert torch.equal(model(src, tgt), again(src, tgt))
+
+
+def test_attention_dropout_is_a_rate_of_its_own():
+    """``attention_dropout`` drops attention weights alone; ``None`` means ``dropout`` (nn.Transformer)."""
+    src, tgt = torch.randint(3, 23, (2, 9)), torch.randint(3, 19, (2, 7))
+
+    def two_training_calls(**rates):
+        torch.manual_seed(0)
+        model = Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, num_heads=4, ffn_dim=64,
+                            num_encoder_layers=1, num_decoder_layers=1, max_len=16, **rates).train()
+        return model(src, tgt), model(src, tgt)
+
+    a, b = two_training_calls(dropout=0.0, attention_dropout=0.5)  # only the attention weights drop
+    assert not torch.equal(a, b)
+    a, b = two_training_calls(dropout=0.0)  # None follows dropout: nothing drops
+    assert torch.equal(a, b)
+    a, b = two_training_calls(dropout=0.5, attention_dropout=0.0)  # the rest still drops
+    assert not torch.equal(a, b)
+    torch.manual_seed(0)
+    model = Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, num_heads=4, ffn_dim=64,
+                        num_encoder_layers=1, num_decoder_layers=1, max_len=16, dropout=0.5,
+                        attention_dropout=0.0).train()
+    for layer in (*model.encoder.layers, *model.decoder.layers):  # no dropout inside attention
+        for mha in (layer.self_attn, getattr(layer, "multihead_attn", layer.self_attn)):
+            mha.train()
+            x = torch.randn(2, 5, 32)
+            k, v = mha.project_kv(x)
+            assert torch.equal(mha(x, k, v), mha(x, k, v))
