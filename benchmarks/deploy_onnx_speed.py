@@ -8,8 +8,10 @@ attention mask), random weights (speed does not depend on them), batch 1 and 8: 
 exported by ``zoo.deploy.export`` (dynamic batch), the two engines run the same inputs in interleaved
 repeats (torch, ORT, torch, ORT, ...) so a change in machine load hits both, and the medians give
 the ratio eager / ORT (> 1: ORT faster; the target is 1.3). Outputs are compared (max |diff|, 1e-4).
-ONNX Runtime's intra-op threads = torch's threads. ``--profile`` prints the op types where each
-engine spends its time (torch profiler; ORT's own profiler), for a ratio below the target.
+ONNX Runtime's intra-op threads = torch's threads. ``--provider openvino`` runs ONNX Runtime's
+OpenVINO execution provider (OpenVINO's CPU kernels at fp32; needs ``onnxruntime-openvino``) in place
+of ONNX Runtime's own kernels. ``--profile`` prints the op types where each engine spends its time
+(torch profiler; ORT's own profiler), for a ratio below the target.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import torch
 
 import zoo
-from zoo.deploy.export import export, onnx_session
+from zoo.deploy.export import ONNX_PROVIDERS, export, onnx_session
 
 MODELS = ("resnet50", "vit_small_patch16_224", "bert_base_uncased")
 TARGET = 1.3
@@ -80,14 +82,15 @@ def _ort_profile(session, feed) -> list:
     return sorted(((k, round(v, 2)) for k, v in by_op.items()), key=lambda kv: -kv[1])[:8]
 
 
-def run(models=MODELS, batches=(1, 8), repeats: int = 10, warmup: int = 2, profile: bool = False) -> list[dict]:
+def run(models=MODELS, batches=(1, 8), repeats: int = 10, warmup: int = 2, profile: bool = False,
+        provider: str = "cpu") -> list[dict]:
     results = []
     folder = Path(tempfile.mkdtemp(prefix="zoo-onnx-bench-"))
     for name in models:
         torch.manual_seed(0)
         model = zoo.create(name).eval()
         path = export(model, "onnx", folder / f"{name}.onnx", _inputs(name, model, 2))
-        session = onnx_session(path)
+        session = onnx_session(path, provider=provider)
         session._model_path = str(path)
         names = [i.name for i in session.get_inputs()]
         for batch in batches:
@@ -106,7 +109,7 @@ def run(models=MODELS, batches=(1, 8), repeats: int = 10, warmup: int = 2, profi
                 with torch.inference_mode():
                     t_torch += _time(lambda: model(*inputs), 1)
                 t_ort += _time(lambda: session.run(None, feed), 1)
-            row = {"model": name, "batch": batch, "threads": torch.get_num_threads(),
+            row = {"model": name, "batch": batch, "threads": torch.get_num_threads(), "provider": provider,
                    "eager_ms": round(statistics.median(t_torch) * 1e3, 2),
                    "ort_ms": round(statistics.median(t_ort) * 1e3, 2),
                    "max_abs_diff": diff, "agree_1e-4": diff <= 1e-4 * max(1.0, float(eager.abs().max()))}
@@ -126,10 +129,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--provider", default="cpu", choices=ONNX_PROVIDERS,
+                        help="ONNX Runtime's execution provider (openvino: the onnxruntime-openvino build)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = run(args.models, args.batches, args.repeats, profile=args.profile)
+    rows = run(args.models, args.batches, args.repeats, profile=args.profile, provider=args.provider)
     print("\n| model | batch | eager ms | ORT ms | eager/ORT | max diff |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -531,16 +531,31 @@ class ExportedModel:
         return f"ExportedModel({self.metadata['architecture']!r}, format={self.metadata['format']!r}, path={str(self.path)!r})"
 
 
-def onnx_session(path: str | os.PathLike, threads: int | None = None):
+ONNX_PROVIDERS = ("cpu", "openvino")
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None, provider: str = "cpu"):
     """An ONNX Runtime CPU session with every graph optimization on and ``threads`` intra-op threads
-    (torch's thread count by default)."""
+    (torch's thread count by default). ``provider``: "cpu", ONNX Runtime's own kernels (MLAS), or
+    "openvino", the OpenVINO execution provider on the CPU at fp32 (the ``onnxruntime-openvino``
+    build, which installs in place of ``onnxruntime``)."""
     import onnxruntime as ort
 
+    threads = threads or torch.get_num_threads()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if provider == "cpu":
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    if provider != "openvino":
+        raise InputError(f"unknown ONNX Runtime provider {provider!r}; choose one of {', '.join(ONNX_PROVIDERS)}")
+    if "OpenVINOExecutionProvider" not in ort.get_available_providers():
+        raise ZooError(f"this onnxruntime {ort.__version__} has no OpenVINO execution provider "
+                       f"(it has {', '.join(ort.get_available_providers())}); `pip install onnxruntime-openvino`, "
+                       "which replaces onnxruntime, or use provider='cpu'")
+    openvino = {"device_type": "CPU", "precision": "FP32", "num_of_threads": str(threads)}
+    return ort.InferenceSession(str(path), options, providers=[("OpenVINOExecutionProvider", openvino)])
 
 
 def load(path: str | os.PathLike) -> ExportedModel:

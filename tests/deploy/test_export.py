@@ -10,7 +10,7 @@ import torch
 
 import zoo
 from zoo.cli import main
-from zoo.deploy.export import ExportError, FORMATS, export, load, sidecar_path
+from zoo.deploy.export import ExportError, FORMATS, export, load, onnx_session, sidecar_path
 from zoo.shared.registry import get_entry
 
 zoo.list_models()  # the domains register their models
@@ -173,3 +173,29 @@ def test_load_errors(tmp_path):
         runner()
     with pytest.raises(zoo.InputError, match="no input 'x'"):
         runner(np.zeros((2, 5), np.float32), x=1)
+
+
+def test_onnx_session_providers(tmp_path):
+    """ONNX Runtime's own kernels, or its OpenVINO provider where the onnxruntime-openvino build is
+    installed (its absence is an error that names the package); an unknown provider is refused."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = zoo.create("resnet18", **TINY_RESNET).eval()
+    x = torch.randn(2, 3, 32, 32)
+    path = export(model, "onnx", tmp_path / "r.onnx", (x,))
+    with torch.inference_mode():
+        expected = model(x).numpy()
+    session = onnx_session(path, threads=1)
+    assert session.get_providers() == ["CPUExecutionProvider"]
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(zoo.InputError, match="unknown ONNX Runtime provider 'cuda'; choose one of cpu, openvino"):
+        onnx_session(path, provider="cuda")
+    if "OpenVINOExecutionProvider" in ort.get_available_providers():
+        session = onnx_session(path, threads=1, provider="openvino")
+        assert session.get_providers()[0] == "OpenVINOExecutionProvider"
+        np.testing.assert_allclose(session.run(None, feed)[0], expected, atol=1e-4, rtol=1e-4)
+    else:
+        with pytest.raises(zoo.ZooError, match="no OpenVINO execution provider.*pip install onnxruntime-openvino"):
+            onnx_session(path, provider="openvino")
