@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-grad-norm", type=float, default=1.0, help="0: no clipping")
     p.add_argument("--dropout", type=float, default=None, help="the model's default: 0.1")
     p.add_argument("--attention-dropout", type=float, default=None,
-                   help="on the attention weights, if not --dropout (attention dropout is the costly one on a CPU)")
+                   help="on the attention weights, if not --dropout (on a CPU, attention dropout moves SDPA "
+                        "off its fused kernel)")
     p.add_argument("--dim", type=int, default=None, help="override the model's width")
     p.add_argument("--ffn-dim", type=int, default=None)
     p.add_argument("--layers", type=int, default=None, help="encoder and decoder layers each")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import zoo
-from zoo.nlp.transformer import DecoderCache, Transformer
+from zoo.nlp.transformer import DecoderCache, MultiheadAttention, Transformer
 from zoo.shared.errors import InputError, InvalidConfigError
 
 torch.set_num_threads(1)
@@ -212,10 +212,13 @@ def test_attention_dropout_is_a_rate_of_its_own():
     """``attention_dropout`` drops attention weights alone; ``None`` means ``dropout`` (nn.Transformer)."""
     src, tgt = torch.randint(3, 23, (2, 9)), torch.randint(3, 19, (2, 7))
 
-    def two_training_calls(**rates):
+    def build(**rates):
         torch.manual_seed(0)
-        model = Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, num_heads=4, ffn_dim=64,
-                            num_encoder_layers=1, num_decoder_layers=1, max_len=16, **rates).train()
+        return Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, num_heads=4, ffn_dim=64,
+                           num_encoder_layers=1, num_decoder_layers=1, max_len=16, **rates).train()
+
+    def two_training_calls(**rates):
+        model = build(**rates)
         return model(src, tgt), model(src, tgt)
 
     a, b = two_training_calls(dropout=0.0, attention_dropout=0.5)  # only the attention weights drop
@@ -224,13 +227,11 @@ def test_attention_dropout_is_a_rate_of_its_own():
     assert torch.equal(a, b)
     a, b = two_training_calls(dropout=0.5, attention_dropout=0.0)  # the rest still drops
     assert not torch.equal(a, b)
-    torch.manual_seed(0)
-    model = Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, num_heads=4, ffn_dim=64,
-                        num_encoder_layers=1, num_decoder_layers=1, max_len=16, dropout=0.5,
-                        attention_dropout=0.0).train()
-    for layer in (*model.encoder.layers, *model.decoder.layers):  # no dropout inside attention
-        for mha in (layer.self_attn, getattr(layer, "multihead_attn", layer.self_attn)):
-            mha.train()
+    for attention_dropout, drops in ((0.0, False), (None, True)):  # inside attention: its own rate, else dropout's
+        model = build(dropout=0.5, attention_dropout=attention_dropout)
+        attentions = [m for m in model.modules() if isinstance(m, MultiheadAttention)]
+        assert len(attentions) == 3  # encoder self, decoder self and cross attention
+        for mha in attentions:
             x = torch.randn(2, 5, 32)
             k, v = mha.project_kv(x)
-            assert torch.equal(mha(x, k, v), mha(x, k, v))
+            assert torch.equal(mha(x, k, v), mha(x, k, v)) is not drops
