@@ -104,12 +104,12 @@ class EncoderLayer(nn.Module):
     Parameter names: ``nn.TransformerEncoderLayer``'s."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, activation: str,
-                 norm_first: bool, eps: float, attention_dropout: float):
+                 norm_first: bool, eps: float, attention_dropout: float, activation_dropout: float):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiheadAttention(dim, num_heads, attention_dropout)
         self.linear1 = nn.Linear(dim, ffn_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(activation_dropout)  # on the feed-forward hidden layer
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
@@ -137,13 +137,13 @@ class DecoderLayer(nn.Module):
     ``nn.TransformerDecoderLayer``'s (``self_attn``, ``multihead_attn``, ``norm1..3``)."""
 
     def __init__(self, dim: int, num_heads: int, ffn_dim: int, dropout: float, activation: str,
-                 norm_first: bool, eps: float, attention_dropout: float):
+                 norm_first: bool, eps: float, attention_dropout: float, activation_dropout: float):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiheadAttention(dim, num_heads, attention_dropout)
         self.multihead_attn = MultiheadAttention(dim, num_heads, attention_dropout)
         self.linear1 = nn.Linear(dim, ffn_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(activation_dropout)  # on the feed-forward hidden layer
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
@@ -232,6 +232,10 @@ class Transformer(nn.Module):
         attention_dropout: on the attention weights alone, when it should differ from ``dropout``
             (``None``: ``dropout``, as ``nn.Transformer``). On a CPU, attention dropout also moves
             SDPA off its fused kernel onto the one that forms the weights.
+        activation_dropout: on the feed-forward hidden layer alone (after the activation), when it
+            should differ from ``dropout`` (``None``: ``dropout``, as ``nn.Transformer``; fairseq's and
+            Hugging Face BART's option of that name). That layer is ``ffn_dim`` wide, so its masks
+            are most of the random numbers dropout draws.
         activation: "relu" (the paper) or "gelu".
         norm_first: pre-norm instead of the paper's post-norm.
         max_len: the longest source or target the position table covers.
@@ -243,6 +247,7 @@ class Transformer(nn.Module):
     def __init__(self, src_vocab_size: int = 37000, tgt_vocab_size: int = 37000, dim: int = 512,
                  num_heads: int = 8, ffn_dim: int = 2048, num_encoder_layers: int = 6,
                  num_decoder_layers: int = 6, dropout: float = 0.1, attention_dropout: float | None = None,
+                 activation_dropout: float | None = None,
                  activation: Literal["relu", "gelu"] = "relu",
                  norm_first: bool = False, norm_eps: float = 1e-5, max_len: int = 1024,
                  share_embeddings: bool = False, tie_output: bool = True,
@@ -262,8 +267,10 @@ class Transformer(nn.Module):
         self.tgt_embed = self.src_embed if share_embeddings else nn.Embedding(tgt_vocab_size, dim)
         self.pos = SinusoidalPositionalEncoding(dim, max_len, dropout)
         attention_dropout = dropout if attention_dropout is None else attention_dropout
+        activation_dropout = dropout if activation_dropout is None else activation_dropout
         layer = dict(dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, activation=activation,
-                     norm_first=norm_first, attention_dropout=attention_dropout)
+                     norm_first=norm_first, attention_dropout=attention_dropout,
+                     activation_dropout=activation_dropout)
         self.encoder = Encoder(num_encoder_layers, norm_eps, **layer)
         self.decoder = Decoder(num_decoder_layers, norm_eps, **layer)
         self.generator = nn.Linear(dim, tgt_vocab_size, bias=not tie_output)

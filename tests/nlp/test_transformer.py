@@ -235,3 +235,29 @@ def test_attention_dropout_is_a_rate_of_its_own():
             x = torch.randn(2, 5, 32)
             k, v = mha.project_kv(x)
             assert torch.equal(mha(x, k, v), mha(x, k, v)) is not drops
+
+
+
+def test_activation_dropout_is_a_rate_of_its_own():
+    """``activation_dropout`` drops the feed-forward hidden layer alone; ``None`` means ``dropout``."""
+    src, tgt = torch.randint(3, 23, (2, 9)), torch.randint(3, 19, (2, 7))
+
+    def hidden_dropped(**rates):  # per feed-forward: does its second layer get less than relu(first layer)?
+        torch.manual_seed(0)
+        model = Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, num_heads=4, ffn_dim=64,
+                            num_encoder_layers=1, num_decoder_layers=1, max_len=16, **rates).train()
+        first, second = [], []
+        for layer in (*model.encoder.layers, *model.decoder.layers):
+            layer.linear1.register_forward_hook(lambda mod, args, out: first.append(torch.relu(out)))
+            layer.linear2.register_forward_hook(lambda mod, args, out: second.append(args[0]))
+        out = model(src, tgt)
+        assert len(first) == len(second) == 2  # one encoder and one decoder layer
+        return [not torch.equal(x, y) for x, y in zip(first, second)], out, model(src, tgt)
+
+    dropped, a, b = hidden_dropped(dropout=0.0, activation_dropout=0.5)
+    assert dropped == [True, True] and not torch.equal(a, b)
+    dropped, a, b = hidden_dropped(dropout=0.5, activation_dropout=0.0)  # the rest drops, the hidden layer not
+    assert dropped == [False, False] and not torch.equal(a, b)
+    assert hidden_dropped(dropout=0.5)[0] == [True, True]  # None follows dropout
+    dropped, a, b = hidden_dropped(dropout=0.0)
+    assert dropped == [False, False] and torch.equal(a, b)
