@@ -103,6 +103,34 @@ def test_recipe_smoke_writes_its_outputs_and_the_beam_table(tmp_path, capsys):
     assert "test, beam  3: WER" in capsys.readouterr().out
 
 
+def test_speed_options_reach_the_trainer_and_attention(tmp_path, capsys, monkeypatch):
+    """--amp, --attention-kernel math, --eval-every and --activation-dropout each take effect."""
+    configs, kernels = [], []
+    real_kernel = train_g2p.sdpa_kernel
+
+    class Recording(train_g2p.Trainer):
+        def __init__(self, model, task, train, val, config, **kw):
+            configs.append(config)
+            super().__init__(model, task, train, val, config, **kw)
+
+    def recording_kernel(backends):
+        kernels.append(list(backends))
+        return real_kernel(backends)
+
+    monkeypatch.setattr(train_g2p, "Trainer", Recording)
+    monkeypatch.setattr(train_g2p, "sdpa_kernel", recording_kernel)
+    summary = train_g2p.run(_args(tmp_path / "run", "--epochs", "3", "--eval-every", "2", "--amp",
+                                  "--attention-kernel", "math", "--dropout", "0.2", "--activation-dropout", "0"))
+    assert configs[0].amp is True and kernels == [[train_g2p.SDPBackend.MATH]]
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [bool(r["val/wer"]) for r in rows] == [False, True, True]  # epochs 2 and 3 (the last)
+    assert summary["config"]["dropout"] == 0.2 and summary["config"]["activation_dropout"] == 0.0
+    configs.clear()
+    train_g2p.run(_args(tmp_path / "plain", "--epochs", "1"))
+    assert configs[0].amp == "auto" and kernels == [[train_g2p.SDPBackend.MATH]]  # no second math context
+
+
 class _Crash(Exception):
     pass
 
