@@ -12,6 +12,13 @@ ONNX Runtime's intra-op threads = torch's threads. ``--provider openvino`` runs 
 OpenVINO execution provider (OpenVINO's CPU kernels at fp32; needs ``onnxruntime-openvino``) in place
 of ONNX Runtime's own kernels. ``--profile`` prints the op types where each engine spends its time
 (torch profiler; ORT's own profiler), for a ratio below the target.
+
+``--roofline`` adds how close each engine comes to the core: the forward's floating-point
+operations (torch's ``FlopCounterMode``: matrix products, convolutions, attention), each engine's
+rate in GFLOP/s, and ``ceiling``, eager's time over the time the forward's operations would take at
+the fastest fp32 rate seen in the same run (a 2048 x 2048 x 2048 matrix product in torch and in ONNX
+Runtime, and every row's two engines). It is the ratio an engine running the whole forward at that
+rate would reach: measured, not the hardware's peak, so a lower bound on what is possible.
 """
 
 from __future__ import annotations
@@ -82,9 +89,44 @@ def _ort_profile(session, feed) -> list:
     return sorted(((k, round(v, 2)) for k, v in by_op.items()), key=lambda kv: -kv[1])[:8]
 
 
+def forward_flops(model, inputs) -> int:
+    """Floating-point operations of one forward (multiply and add counted apart)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(*inputs)
+    return counter.get_total_flops()
+
+
+def peak_matmul_gflops(n: int = 2048, repeats: int = 5) -> dict:
+    """The fastest fp32 n x n x n matrix product here (torch and ONNX Runtime, torch's thread count), GFLOP/s."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(helper.make_model(graph).SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    feed = {"a": a.numpy(), "b": b.numpy()}
+    torch.mm(a, b), session.run(None, feed)  # warm up
+    flop = 2 * n ** 3
+    rates = {"torch": flop / min(_time(lambda: torch.mm(a, b), repeats)) / 1e9,
+             "onnxruntime": flop / min(_time(lambda: session.run(None, feed), repeats)) / 1e9}
+    return {k: round(v, 1) for k, v in rates.items()}
+
+
 def run(models=MODELS, batches=(1, 8), repeats: int = 10, warmup: int = 2, profile: bool = False,
-        provider: str = "cpu") -> list[dict]:
+        provider: str = "cpu", roofline: bool = False) -> list[dict]:
     results = []
+    peak = peak_matmul_gflops() if roofline else None
+    if peak:
+        print(json.dumps({"peak_matmul_gflops": peak}), flush=True)
     folder = Path(tempfile.mkdtemp(prefix="zoo-onnx-bench-"))
     for name in models:
         torch.manual_seed(0)
@@ -117,8 +159,17 @@ def run(models=MODELS, batches=(1, 8), repeats: int = 10, warmup: int = 2, profi
             row["meets_target"] = row["ratio"] >= TARGET
             if profile:
                 row["profile"] = _profile(model, session, inputs, feed)
+            if peak:
+                gflop = forward_flops(model, inputs) / 1e9
+                row.update(gflop=round(gflop, 2), eager_gflops=round(gflop / row["eager_ms"] * 1e3, 1),
+                           ort_gflops=round(gflop / row["ort_ms"] * 1e3, 1))
             print(json.dumps(row), flush=True)
             results.append(row)
+    if peak:  # the fastest rate seen anywhere in the run
+        best = max([*peak.values(), *(r[k] for r in results for k in ("eager_gflops", "ort_gflops"))])
+        print(json.dumps({"fastest_gflops": best}), flush=True)
+        for r in results:
+            r.update(fastest_gflops=best, ceiling=round(r["eager_ms"] / (r["gflop"] / best * 1e3), 2))
     return results
 
 
@@ -129,16 +180,23 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--roofline", action="store_true",
+                        help="FLOPs, each engine's GFLOP/s and the ratio the fastest matrix product here allows")
     parser.add_argument("--provider", default="cpu", choices=ONNX_PROVIDERS,
                         help="ONNX Runtime's execution provider (openvino: the onnxruntime-openvino build)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = run(args.models, args.batches, args.repeats, profile=args.profile, provider=args.provider)
-    print("\n| model | batch | eager ms | ORT ms | eager/ORT | max diff |")
-    print("|---|---|---|---|---|---|")
+    rows = run(args.models, args.batches, args.repeats, profile=args.profile, provider=args.provider,
+               roofline=args.roofline)
+    extra = " GFLOP | eager GFLOP/s | ORT GFLOP/s | ceiling |" if args.roofline else ""
+    print("\n| model | batch | eager ms | ORT ms | eager/ORT | max diff |" + extra)
+    print("|---|---|---|---|---|---|" + "---|" * extra.count("|"))
     for r in rows:
-        print(f"| {r['model']} | {r['batch']} | {r['eager_ms']} | {r['ort_ms']} | {r['ratio']}x | {r['max_abs_diff']:.1e} |")
+        line = f"| {r['model']} | {r['batch']} | {r['eager_ms']} | {r['ort_ms']} | {r['ratio']}x | {r['max_abs_diff']:.1e} |"
+        if args.roofline:
+            line += f" {r['gflop']} | {r['eager_gflops']} | {r['ort_gflops']} | {r['ceiling']}x |"
+        print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
