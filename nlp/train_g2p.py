@@ -12,7 +12,7 @@ curves.png, last.pt / best.pt and ``--resume``); every ``--eval-every``-th epoch
 ends with greedy decoding of the validation words, and the epoch of the lowest validation WER is
 kept. On a CPU, ``--amp`` (bfloat16 autocast), ``--attention-kernel math`` (SDPA's plain kernel: these
 sequences are ~10 symbols) and ``--activation-dropout 0`` (no masks on the wide feed-forward layer)
-make an epoch cheaper; the README's recipe uses all three. The test words are then
+make an epoch cheaper (the README's step-time table gives each one's share). The test words are then
 decoded by beam search at every ``--beam-sizes`` (GNMT length penalty ``--alpha``), giving the
 table of WER / PER by beam size.
 
@@ -190,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", action="store_true",
                    help="mixed precision: bfloat16 autocast on a CPU, float16 on CUDA (weights stay float32)")
     p.add_argument("--attention-kernel", default="auto", choices=("auto", "math"),
-                   help="math: SDPA's plain kernel (matmul, softmax, matmul), faster than the fused ones on a "
-                        "CPU for words this short")
+                   help="math: SDPA's plain kernel (matmul, softmax, matmul); with --amp on a CPU, faster than "
+                        "the fused kernel for words this short")
     p.add_argument("--eval-every", type=int, default=1, help="epochs between validation passes (and the last)")
     p.add_argument("--dim", type=int, default=None, help="override the model's width")
     p.add_argument("--ffn-dim", type=int, default=None)
@@ -225,6 +225,8 @@ def run(args: argparse.Namespace) -> dict:
     """Train, pick the best validation epoch, score the test words per beam size; returns the
     summary (also results.json in --output-dir)."""
     beams = _beam_sizes(args.beam_sizes)
+    if args.eval_every < 1:
+        raise InputError(f"--eval-every takes a number of epochs >= 1, got {args.eval_every}")
     splits = split_lexicon(load_cmudict(stress=args.stress))
     letters, phonemes = symbol_vocabs(splits["train"])
     if args.limit:

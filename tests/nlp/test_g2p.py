@@ -171,5 +171,7 @@ def test_training_batches_group_similar_lengths(lexicon):
 def test_bad_options():
     with pytest.raises(InputError, match="--beam-sizes takes positive integers"):
         train_g2p.run(train_g2p.build_parser().parse_args(["--beam-sizes", "0,x"]))
+    with pytest.raises(InputError, match="--eval-every takes a number of epochs >= 1, got 0"):
+        train_g2p.run(train_g2p.build_parser().parse_args(["--eval-every", "0"]))
     with pytest.raises(SystemExit):
         train_g2p.build_parser().parse_args(["--model", "resnet18"])
