@@ -100,8 +100,8 @@ def forward_flops(model, inputs) -> int:
 
 
 def peak_matmul_gflops(n: int = 2048, repeats: int = 5) -> dict:
-    """The fastest fp32 n x n x n matrix product here (torch and ONNX Runtime, torch's thread count), GFLOP/s."""
-    import onnx
+    """GFLOP/s of an fp32 n x n x n matrix product in torch and in ONNX Runtime (torch's thread count;
+    the best of ``repeats``)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
 

@@ -21,7 +21,6 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from zoo.nlp import train_g2p
 from zoo.nlp.g2p import load_cmudict, split_lexicon
@@ -39,10 +38,9 @@ def _parse(config: str) -> tuple[str, str, float, float]:
 
 def _context(precision: str, kernel: str):
     stack = contextlib.ExitStack()
-    if precision == "bf16":
+    if precision == "bf16":  # what the Trainer's --amp does on a CPU
         stack.enter_context(torch.autocast("cpu", torch.bfloat16))
-    if kernel == "math":
-        stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+    stack.enter_context(train_g2p.attention_kernel(kernel))
     return stack
 
 

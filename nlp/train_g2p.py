@@ -168,6 +168,11 @@ def test_scores(model, data: Pairs, beam_sizes, alpha: float, max_len: int, batc
     return rows
 
 
+def attention_kernel(name: str):
+    """The context that runs SDPA on ``--attention-kernel``'s choice: "math" (its plain kernel) or "auto"."""
+    return sdpa_kernel([SDPBackend.MATH]) if name == "math" else contextlib.nullcontext()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m zoo.nlp.train_g2p", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -257,8 +262,7 @@ def run(args: argparse.Namespace) -> dict:
     )
     task = G2PTask(args.label_smoothing, args.max_len)
     trainer = Trainer(model, task, train, val, config, collate_fn=collate_batch)
-    kernels = sdpa_kernel([SDPBackend.MATH]) if args.attention_kernel == "math" else contextlib.nullcontext()
-    with kernels:
+    with attention_kernel(args.attention_kernel):
         t0 = time.perf_counter()
         result = trainer.fit()
         train_seconds = time.perf_counter() - t0

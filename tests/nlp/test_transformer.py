@@ -237,7 +237,6 @@ def test_attention_dropout_is_a_rate_of_its_own():
             assert torch.equal(mha(x, k, v), mha(x, k, v)) is not drops
 
 
-
 def test_activation_dropout_is_a_rate_of_its_own():
     """``activation_dropout`` drops the feed-forward hidden layer alone; ``None`` means ``dropout``."""
     src, tgt = torch.randint(3, 23, (2, 9)), torch.randint(3, 19, (2, 7))
