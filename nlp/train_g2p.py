@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention-kernel", default="auto", choices=("auto", "math"),
                    help="math: SDPA's plain kernel (matmul, softmax, matmul); with --amp on a CPU, faster than "
                         "the fused kernel for words this short")
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="keep an exponential moving average of the weights (e.g. 0.999): validation, "
+                        "the best epoch, the test table and --save-model use it")
     p.add_argument("--eval-every", type=int, default=1, help="epochs between validation passes (and the last)")
     p.add_argument("--dim", type=int, default=None, help="override the model's width")
     p.add_argument("--ffn-dim", type=int, default=None)
@@ -259,6 +262,7 @@ def run(args: argparse.Namespace) -> dict:
         seed=args.seed, output_dir=args.output_dir, resume=True if args.resume else None,
         progress=not args.no_progress, early_stopping_patience=args.epochs,  # keeps and restores the best
         tensorboard=False, amp=True if args.amp else "auto", eval_every_epochs=args.eval_every,
+        ema_decay=args.ema_decay,
     )
     task = G2PTask(args.label_smoothing, args.max_len)
     trainer = Trainer(model, task, train, val, config, collate_fn=collate_batch)

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 import torch
 
+import zoo
 from zoo.nlp import train_g2p
 from zoo.nlp.g2p import G2PScore, load_cmudict, score, score_word, split_lexicon, split_of
 from zoo.shared.errors import DatasetError, InputError
@@ -129,6 +130,24 @@ def test_speed_options_reach_the_trainer_and_attention(tmp_path, capsys, monkeyp
     configs.clear()
     train_g2p.run(_args(tmp_path / "plain", "--epochs", "1"))
     assert configs[0].amp == "auto" and kernels == [[train_g2p.SDPBackend.MATH]]  # no second math context
+
+
+def test_ema_weights_are_the_ones_picked_and_saved(tmp_path, capsys, monkeypatch):
+    """--ema-decay 1 keeps the average at the initial weights: they, not the trained ones, are saved."""
+    initial = {}
+
+    class Recording(train_g2p.Trainer):
+        def __init__(self, model, task, train, val, config, **kw):
+            initial.update({k: v.clone() for k, v in model.state_dict().items()})
+            super().__init__(model, task, train, val, config, **kw)
+
+    monkeypatch.setattr(train_g2p, "Trainer", Recording)
+    train_g2p.run(_args(tmp_path / "run", "--epochs", "2", "--ema-decay", "1",
+                        "--save-model", str(tmp_path / "model")))
+    saved = zoo.from_pretrained(tmp_path / "model").state_dict()
+    assert saved.keys() == initial.keys() and all(torch.equal(saved[k], initial[k]) for k in saved)
+    trained = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    assert not all(torch.equal(trained[k], initial[k]) for k in trained)  # the model itself did learn
 
 
 class _Crash(Exception):
