@@ -51,6 +51,21 @@ class KVCache:
             raise InputError(f"KVCache: cannot truncate {self.length} positions to {length}.")
         self.length = length
 
+    def compact(self, valid: Tensor) -> Tensor:
+        """Drop the positions that ``valid`` (batch, length) marks False in each row: every row's kept
+        positions move, in order, to the end of the first ``max kept`` columns (left padding, as
+        prompts of different lengths have). Returns the new ``valid``."""
+        kept = valid[:, :self.length]
+        width = int(kept.sum(1).max())
+        # a stable sort puts each row's dropped columns first and keeps the order of the others
+        cols = kept.to(torch.uint8).sort(dim=1, stable=True).indices[:, self.length - width:]
+        index = cols[None, :, None, :, None].expand(*self.keys.shape[:3], width, self.keys.shape[-1])
+        for store in (self.keys, self.values):
+            store[:, :, :, :width] = store[:, :, :, :self.length].gather(3, index)
+        self.length = width
+        return torch.zeros_like(valid).scatter_(1, torch.arange(width, device=valid.device).expand_as(cols),
+                                                kept.gather(1, cols))
+
 
 def _check_left_padded(mask: Tensor) -> None:
     # left padding: once a row has a token, every later position is a token
@@ -61,39 +76,23 @@ def _check_left_padded(mask: Tensor) -> None:
         raise InputError("generate: a prompt is all padding; give every sequence at least one token.")
 
 
-def lookup_drafts(tokens: Tensor, active: Tensor, num_tokens: int, max_ngram: int = 3) -> Tensor | None:
-    """Draft continuations found in each sequence's own text (prompt lookup decoding, Saxena 2023).
+def lookup_draft(tokens: Tensor, num_tokens: int, max_ngram: int = 3) -> Tensor | None:
+    """A draft continuation found in a sequence's own text (prompt lookup decoding, Saxena 2023).
 
-    For each row of ``tokens`` (B, L), find the latest earlier occurrence of its last ``n`` tokens
-    (``n = max_ngram`` down to 1) and propose the up to ``num_tokens`` tokens that followed it. Returns
-    (B, d) drafts, ``d`` the shortest proposal over the ``active`` rows (inactive rows get filler), or
-    None when an active row has no match: then one ordinary step is cheaper than a draft that a
-    single row would reject at once."""
-    batch, length = tokens.shape
-    drafts: list[Tensor | None] = [None] * batch
-    for row in range(batch):
-        if not bool(active[row]):
-            continue
-        seq = tokens[row]
-        for n in range(min(max_ngram, length - 1), 0, -1):
-            windows = seq[:-1].unfold(0, n, 1)  # the n-grams that end before the last token
-            hits = (windows == seq[-n:]).all(1).nonzero()
-            if len(hits):
-                # the latest occurrence with a full draft after it (a loop repeats its latest period),
-                # else the earliest (the longest draft there is)
-                starts = hits[:, 0] + n
-                full = starts[starts + num_tokens <= length]
-                start = int(full[-1] if len(full) else starts[0])
-                drafts[row] = seq[start:start + num_tokens]
-                break
-        if drafts[row] is None:
-            return None
-    found = [d for d in drafts if d is not None]
-    if not found:
-        return None
-    width = min(len(d) for d in found)
-    filler = found[0][:width]
-    return torch.stack([(d if d is not None else filler)[:width] for d in drafts])
+    Finds the latest earlier occurrence of the last ``n`` tokens of ``tokens`` (L,) (``n = max_ngram``
+    down to 1) and proposes the up to ``num_tokens`` tokens that followed it; None without a match."""
+    length = tokens.shape[0]
+    for n in range(min(max_ngram, length - 1), 0, -1):
+        windows = tokens[:-1].unfold(0, n, 1)  # the n-grams that end before the last token
+        hits = (windows == tokens[-n:]).all(1).nonzero()
+        if len(hits):
+            # the latest occurrence with a full draft after it (a loop repeats its latest period),
+            # else the earliest (the longest draft there is)
+            starts = hits[:, 0] + n
+            full = starts[starts + num_tokens <= length]
+            start = int(full[-1] if len(full) else starts[0])
+            return tokens[start:start + num_tokens]
+    return None
 
 
 def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -124,11 +123,12 @@ def generate(model, input_ids: Tensor, attention_mask: Tensor | None = None, *, 
     different lengths. Greedy unless ``do_sample``; a sequence that produced ``eos_token_id`` is
     continued with ``pad_token_id`` (default: the EOS id) and generation stops when all have.
 
-    ``prompt_lookup_num_tokens`` (greedy, cached): each step also feeds up to that many draft tokens
-    copied from where the text's last n-gram occurred before (:func:`lookup_drafts`), and keeps every
-    draft token that greedy decoding itself predicts, plus the model's own next token. The tokens are
-    greedy's (up to rounding in near-ties: several positions go through one matrix product); a
-    step reads the weights once for several tokens when the text repeats itself."""
+    ``prompt_lookup_num_tokens`` (greedy, cached): each step also feeds, per sequence, up to that many
+    draft tokens copied from where its text's last n-gram occurred before (:func:`lookup_draft`), and
+    each sequence keeps the draft tokens that greedy decoding itself predicts, plus the model's own
+    next token, so the sequences of a batch advance at their own pace. The tokens are greedy's (up to
+    rounding in near-ties: several positions go through one matrix product); a step reads the
+    weights once for several tokens when the text repeats itself."""
     if not isinstance(input_ids, Tensor) or input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise InputError("generate: input_ids must be a (batch, length) tensor of prompt token ids, length >= 1.")
     if max_new_tokens < 0:
@@ -173,39 +173,94 @@ def generate(model, input_ids: Tensor, attention_mask: Tensor | None = None, *, 
     full_mask[:, :prompt_len] = attention_mask
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     full_pos = torch.cat([positions, positions[:, -1:] + 1 + torch.arange(max_new_tokens, device=device)], 1)
+    if prompt_lookup_num_tokens is not None:
+        out = _greedy_with_lookup(model, out, attention_mask if padded else None, full_pos, max_new_tokens,
+                                  eos_token_id, prompt_lookup_num_tokens, prompt_lookup_max_ngram)
+        model.train(was_training)
+        return out
     cache = model.new_cache(batch, total) if use_cache else None
     length = prompt_len
     while length < total and not (eos_token_id is not None and bool(done.all())):
         start = cache.length if cache is not None else 0  # the cache holds positions before `start`
-        drafts = None
-        if prompt_lookup_num_tokens is not None and start > 0:  # after the prompt's own forward
-            room = min(prompt_lookup_num_tokens, total - length - 1)  # d drafts give up to d + 1 tokens
-            drafts = lookup_drafts(out[:, :length], ~done, room, prompt_lookup_max_ngram) if room > 0 else None
-        if drafts is not None:
-            d = drafts.shape[1]
-            out[:, length:length + d] = drafts
-            logits = model(out[:, start:length + d], full_mask[:, :length + d] if padded else None,
-                           full_pos[:, start:length + d], cache=cache)
-            predicted = logits[:, -d - 1:].argmax(-1)  # greedy's token after the last token and each draft
-            agree = (predicted[:, :d] == drafts) | done[:, None]  # a finished row only emits padding
-            accepted = int(agree.long().cumprod(1).sum(1).min())  # drafts every row confirmed, in order
-            cache.truncate(length + accepted)  # the last token and the accepted drafts stay cached
-            steps = predicted[:, :accepted + 1].unbind(1)
+        logits = model(out[:, start:length], full_mask[:, :length] if padded else None,
+                       full_pos[:, start:length], cache=cache, last_only=True)[:, -1]
+        if do_sample:
+            probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         else:
-            logits = model(out[:, start:length], full_mask[:, :length] if padded else None,
-                           full_pos[:, start:length], cache=cache, last_only=True)[:, -1]
-            if do_sample:
-                probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
-                steps = (torch.multinomial(probs, 1, generator=generator).squeeze(1),)
-            else:
-                steps = (logits.argmax(-1),)
-        for token in steps:
-            if eos_token_id is not None:
-                token = token.masked_fill(done, pad_token_id)
-                done = done | (token == eos_token_id)
-            out[:, length] = token
-            length += 1
-            if eos_token_id is not None and bool(done.all()):
-                break
+            token = logits.argmax(-1)
+        if eos_token_id is not None:
+            token = token.masked_fill(done, pad_token_id)
+            done = done | (token == eos_token_id)
+        out[:, length] = token
+        length += 1
     model.train(was_training)
     return out[:, :length]
+
+
+def _greedy_with_lookup(model, out: Tensor, prompt_mask: Tensor | None, positions: Tensor, max_new: int,
+                        eos_token_id: int | None, num_tokens: int, max_ngram: int) -> Tensor:
+    """Greedy decoding in which every step also feeds each row's prompt-lookup draft and each row
+    keeps what greedy confirms of its own draft (``out``: prompts, then room for ``max_new`` tokens;
+    ``positions`` of every column of ``out``). Rows advance by different counts, so the cache gets
+    holes, the positions of rejected drafts: they are masked out, and squeezed out when the cache
+    is full."""
+    batch, total = out.shape
+    prompt_len, device = total - max_new, out.device
+    if max_new == 0:
+        return out
+    limit = model.config.max_positions
+    width = min(limit, prompt_len + max_new * (1 + num_tokens))
+    cache = model.new_cache(batch, width)
+    valid = torch.zeros(batch, width, dtype=torch.bool, device=device)  # the cached positions each row sees
+    valid[:, :prompt_len] = True if prompt_mask is None else prompt_mask.bool()
+    first = (prompt_len - valid[:, :prompt_len].sum(1)).tolist()  # each row's first prompt token
+    made, done = [0] * batch, [False] * batch  # tokens written per row; EOS or max_new reached
+
+    def emit(row: int, tokens: list[int]) -> None:
+        for token in tokens:
+            out[row, prompt_len + made[row]] = token
+            made[row] += 1
+            if token == eos_token_id or made[row] == max_new:
+                done[row] = True
+                return
+
+    logits = model(out[:, :prompt_len], prompt_mask, positions[:, :prompt_len], cache=cache, last_only=True)
+    for row, token in enumerate(logits[:, -1].argmax(-1).tolist()):
+        emit(row, [token])
+    while not all(done):
+        drafts = []
+        for row in range(batch):
+            room = max_new - made[row] - 1  # d drafts give up to d + 1 tokens
+            draft = None if done[row] or room < 1 else lookup_draft(
+                out[row, first[row]:prompt_len + made[row]], min(num_tokens, room), max_ngram)
+            drafts.append([] if draft is None else draft.tolist())
+        # the rows furthest behind decide when the batch is done, and a column costs the same in every
+        # row: draft as far as their drafts reach (on one CPU thread at batch 8, a draft column adds
+        # about a quarter of a one-token step; benchmarks/nlp_gpt_speed.py)
+        behind = min(made[row] for row in range(batch) if not done[row])
+        longest = max(len(drafts[row]) for row in range(batch) if not done[row] and made[row] == behind)
+        if cache.length + 1 + longest > width and int(valid[:, :cache.length].sum(1).max()) < cache.length:
+            valid = cache.compact(valid)
+        past = cache.length
+        d = min(longest, width - past - 1)
+        last = [int(out[row, prompt_len + made[row] - 1]) for row in range(batch)]  # not cached yet
+        x = torch.tensor([[last[r], *(drafts[r] + [last[r]] * d)[:d]] for r in range(batch)], device=device)
+        ends = torch.tensor(made, device=device) + prompt_len - 1
+        pos = (positions[torch.arange(batch, device=device), ends][:, None] + torch.arange(1 + d, device=device))
+        mask = None
+        if not bool(valid[:, :past].all()):
+            mask = torch.cat([valid[:, :past], torch.ones(batch, 1 + d, dtype=torch.bool, device=device)], 1).long()
+        # a filler column past a row's end may point beyond the position table; nothing reads it
+        predicted = model(x, mask, pos.clamp(max=limit - 1), cache=cache).argmax(-1).tolist()
+        kept = []
+        for row in range(batch):
+            accepted = 0
+            while accepted < min(len(drafts[row]), d) and predicted[row][accepted] == drafts[row][accepted]:
+                accepted += 1
+            kept.append(0 if done[row] else accepted + 1)  # the last token and the confirmed drafts
+            if not done[row]:
+                emit(row, predicted[row][:accepted + 1])
+        valid[:, past:past + 1 + d] = torch.arange(1 + d, device=device) < torch.tensor(kept, device=device)[:, None]
+        cache.truncate(past + max(kept))
+    return out[:, :prompt_len + max(made)]

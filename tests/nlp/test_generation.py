@@ -5,7 +5,7 @@ they should, sampling is reproducible with a generator, and bad arguments are cl
 import pytest
 import torch
 
-from zoo.nlp.generation import KVCache, filter_logits, generate, lookup_drafts
+from zoo.nlp.generation import KVCache, filter_logits, generate, lookup_draft
 from zoo.nlp.gpt2 import gpt2, hf_key_map
 from zoo.nlp.hf import gpt2_config_from_hf
 from zoo.shared.errors import InputError
@@ -153,17 +153,37 @@ def _counting_forwards(model):
 def test_prompt_lookup_gives_greedys_tokens_in_fewer_forwards(models, num_tokens):
     _, ours = models
     x, mask = prompts()
-    for ids, m, alone in ((x[:1], None, True), (x[2:], None, True), (x, mask, False)):
-        greedy = generate(ours, ids, m, max_new_tokens=40)
+
+    def drafted(ids, m):
         calls, handle = _counting_forwards(ours)
         try:
-            drafted = generate(ours, ids, m, max_new_tokens=40, prompt_lookup_num_tokens=num_tokens)
+            out = generate(ours, ids, m, max_new_tokens=40, prompt_lookup_num_tokens=num_tokens)
         finally:
             handle.remove()
-        assert torch.equal(drafted, greedy)
-        assert max(calls[1:]) == num_tokens + 1  # drafts were tried at full width
-        if alone:  # the random model repeats itself: accepted drafts, so 40 tokens take fewer forwards
-            assert len(calls) < 40
+        assert torch.equal(out, generate(ours, ids, m, max_new_tokens=40))
+        return calls
+
+    alone = []
+    for row in range(3):  # the random model repeats itself: accepted drafts, so 40 tokens take fewer forwards
+        calls = drafted(x[row:row + 1, mask[row] == 1], None)
+        assert max(calls[1:]) == num_tokens + 1 and len(calls) < 40  # drafts were tried at full width
+        alone.append(len(calls))
+    # left-padded together, each row keeps what greedy confirms of its own draft (the others' rejected
+    # drafts leave holes in its cache, masked, then compacted away): the slowest row sets the count
+    assert len(drafted(x, mask)) == max(alone)
+
+
+def test_cache_compaction_keeps_each_rows_positions_in_order():
+    cache = KVCache(1, 2, 1, 6, 1)
+    keys = torch.tensor([[1.0, 2, 3, 4, 5], [11, 12, 13, 14, 15]]).reshape(2, 1, 5, 1)
+    cache.update(0, keys, -keys)
+    cache.advance(5)
+    valid = torch.tensor([[1, 0, 1, 1, 0, 0], [0, 1, 0, 0, 1, 0]], dtype=torch.bool)
+    valid = cache.compact(valid)
+    assert cache.length == 3  # the longest row's three positions
+    assert valid.tolist() == [[True, True, True, False, False, False], [False, True, True, False, False, False]]
+    assert cache.keys[0, 0, 0, :3, 0].tolist() == [1, 3, 4] and cache.keys[0, 1, 0, 1:3, 0].tolist() == [12, 15]
+    assert cache.values[0, 0, 0, :3, 0].tolist() == [-1, -3, -4] and cache.values[0, 1, 0, 1:3, 0].tolist() == [-12, -15]
 
 
 def test_prompt_lookup_stops_at_eos_as_greedy_does(models):
@@ -190,20 +210,16 @@ def test_prompt_lookup_stops_at_eos_as_greedy_does(models):
                                greedy)
 
 
-def test_lookup_drafts_copy_what_followed_the_last_ngram():
+def test_lookup_draft_copies_what_followed_the_last_ngram():
     t = torch.tensor
     # "5 6" occurred at the start: the three tokens after it
-    assert lookup_drafts(t([[5, 6, 7, 5, 6]]), t([True]), 3).tolist() == [[7, 5, 6]]
+    assert lookup_draft(t([5, 6, 7, 5, 6]), 3).tolist() == [7, 5, 6]
     # the longest n-gram wins: "2 3" points at 9, where the 1-gram "3" alone would also find 4
-    assert lookup_drafts(t([[2, 3, 9, 3, 4, 2, 3]]), t([True]), 1).tolist() == [[9]]
+    assert lookup_draft(t([2, 3, 9, 3, 4, 2, 3]), 1).tolist() == [9]
     # the latest occurrence with a full draft after it; else the earliest (the longest draft)
-    assert lookup_drafts(t([[1, 8, 1, 9, 1]]), t([True]), 1).tolist() == [[9]]
-    assert lookup_drafts(t([[1, 8, 1, 9, 1]]), t([True]), 3).tolist() == [[8, 1, 9]]
-    # an active row without a match: no drafts; an inactive one gets filler; the shortest draft sets the width
-    rows = t([[1, 5, 6, 7, 0, 5, 6], [1, 2, 3, 4, 5, 6, 7], [9, 9, 9, 4, 3, 4, 3]])
-    assert lookup_drafts(rows, t([True, True, True]), 3) is None
-    drafts = lookup_drafts(rows, t([True, False, True]), 3)
-    assert drafts.shape == (3, 2) and drafts[0].tolist() == [7, 0] and drafts[2].tolist() == [4, 3]
+    assert lookup_draft(t([1, 8, 1, 9, 1]), 1).tolist() == [9]
+    assert lookup_draft(t([1, 8, 1, 9, 1]), 3).tolist() == [8, 1, 9]
+    assert lookup_draft(t([1, 2, 3, 4]), 3) is None and lookup_draft(t([7]), 3) is None
 
 
 def test_prompt_lookup_bad_arguments(models):
