@@ -247,7 +247,7 @@ def _greedy_with_lookup(model, out: Tensor, prompt_mask: Tensor | None, position
         last = [int(out[row, prompt_len + made[row] - 1]) for row in range(batch)]  # not cached yet
         x = torch.tensor([[last[r], *(drafts[r] + [last[r]] * d)[:d]] for r in range(batch)], device=device)
         ends = torch.tensor(made, device=device) + prompt_len - 1
-        pos = (positions[torch.arange(batch, device=device), ends][:, None] + torch.arange(1 + d, device=device))
+        pos = positions[torch.arange(batch, device=device), ends][:, None] + torch.arange(1 + d, device=device)
         mask = None
         if not bool(valid[:, :past].all()):
             mask = torch.cat([valid[:, :past], torch.ones(batch, 1 + d, dtype=torch.bool, device=device)], 1).long()
@@ -261,6 +261,7 @@ def _greedy_with_lookup(model, out: Tensor, prompt_mask: Tensor | None, position
             kept.append(0 if done[row] else accepted + 1)  # the last token and the confirmed drafts
             if not done[row]:
                 emit(row, predicted[row][:accepted + 1])
-        valid[:, past:past + 1 + d] = torch.arange(1 + d, device=device) < torch.tensor(kept, device=device)[:, None]
+        kept_cols = torch.tensor(kept, device=device)[:, None]
+        valid[:, past:past + 1 + d] = torch.arange(1 + d, device=device) < kept_cols
         cache.truncate(past + max(kept))
     return out[:, :prompt_len + max(made)]

@@ -183,7 +183,8 @@ def test_cache_compaction_keeps_each_rows_positions_in_order():
     assert cache.length == 3  # the longest row's three positions
     assert valid.tolist() == [[True, True, True, False, False, False], [False, True, True, False, False, False]]
     assert cache.keys[0, 0, 0, :3, 0].tolist() == [1, 3, 4] and cache.keys[0, 1, 0, 1:3, 0].tolist() == [12, 15]
-    assert cache.values[0, 0, 0, :3, 0].tolist() == [-1, -3, -4] and cache.values[0, 1, 0, 1:3, 0].tolist() == [-12, -15]
+    assert cache.values[0, 0, 0, :3, 0].tolist() == [-1, -3, -4]
+    assert cache.values[0, 1, 0, 1:3, 0].tolist() == [-12, -15]
 
 
 def test_prompt_lookup_stops_at_eos_as_greedy_does(models):
