@@ -33,8 +33,8 @@ forward, 2.83x at batch 1.
 Each row of a batch keeps what greedy confirms of its own draft (2026-12-06; before, a step kept
 only what every row confirmed). 1 thread, AMD EPYC, 3 repeats: batch 8 with ``--prompt-lookup 2``,
 128 tokens in 78 forwards instead of 128, 1.14x transformers' plain ``generate`` (plain greedy
-1.08x): a draft column costs every row (``--draft-cost``), and the batch waits for its slowest row. Batch 1 is
-unchanged (lookup 10: 2.56 tokens per forward, 1.48x).
+1.08x): a draft column costs every row (``--draft-cost``), and the batch waits for its slowest
+row. Batch 1 is unchanged (lookup 10: 2.56 tokens per forward, 1.48x).
 
 ``--device cuda`` runs both models on the GPU (each timing synchronises before and after); the rows
 then say whether the two generations gave the same tokens rather than stopping when they do not
@@ -126,17 +126,15 @@ def text_prompts(folder: str, text_file: str, batch: int, length: int = 16):
 def draft_cost(model, batch: int, cached: int = 64, widths=(1, 2, 3, 4, 6, 11), repeats: int = 5) -> dict:
     """Median ms of one cached forward of ``w`` tokens per row (the last token and ``w - 1`` drafts)
     after ``cached`` positions, per width: what a prompt-lookup step costs against a plain one."""
-    g = torch.Generator().manual_seed(0)
+    g, device = torch.Generator().manual_seed(0), model.lm_head.weight.device
+    ids = lambda width: torch.randint(0, model.config.vocab_size, (batch, width), generator=g).to(device)  # noqa: E731
     cache = model.new_cache(batch, cached + max(widths))
-    model(torch.randint(0, model.config.vocab_size, (batch, cached), generator=g), cache=cache, last_only=True)
+    model(ids(cached), cache=cache, last_only=True)
     times = {}
     for w in widths:
-        x = torch.randint(0, model.config.vocab_size, (batch, w), generator=g)
-        runs = []
+        x, runs = ids(w), []
         for _ in range(repeats + 1):  # the first is a warm-up
-            t = time.perf_counter()
-            model(x, cache=cache)
-            runs.append(time.perf_counter() - t)
+            runs.append(timed(lambda: model(x, cache=cache))[0])
             cache.truncate(cached)
         times[w] = statistics.median(runs[1:]) * 1e3
     return times
@@ -198,15 +196,15 @@ def main() -> None:
     device = torch.device(args.device)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{args.threads} thread(s)"
     print(f"{name}, {where}, torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"{'case':<34}{'ours ms':>10}{'HF ms':>10}{'ours tok/s':>11}{'HF tok/s':>11}{'HF/ours':>9}")
-    rows = []
     if args.draft_cost:
         with torch.inference_mode():
             for batch in args.batches:
-                times = draft_cost(ours.to(args.device), batch)
+                times = draft_cost(ours, batch)
                 print(f"batch {batch}: " + ", ".join(f"{w} tokens {ms:.0f} ms ({ms / times[1]:.2f}x)"
                                                      for w, ms in times.items()))
         return
+    print(f"{'case':<34}{'ours ms':>10}{'HF ms':>10}{'ours tok/s':>11}{'HF tok/s':>11}{'HF/ours':>9}")
+    rows = []
     with torch.inference_mode():
         if not args.skip_forward:
             x = torch.randint(0, vocab, (8, 128), generator=torch.Generator().manual_seed(0)).to(device)

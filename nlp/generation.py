@@ -169,15 +169,15 @@ def generate(model, input_ids: Tensor, attention_mask: Tensor | None = None, *, 
     total = prompt_len + max_new_tokens
     out = torch.full((batch, total), pad_token_id, dtype=input_ids.dtype, device=device)
     out[:, :prompt_len] = input_ids
-    full_mask = torch.ones(batch, total, dtype=torch.long, device=device)
-    full_mask[:, :prompt_len] = attention_mask
-    done = torch.zeros(batch, dtype=torch.bool, device=device)
     full_pos = torch.cat([positions, positions[:, -1:] + 1 + torch.arange(max_new_tokens, device=device)], 1)
     if prompt_lookup_num_tokens is not None:
         out = _greedy_with_lookup(model, out, attention_mask if padded else None, full_pos, max_new_tokens,
                                   eos_token_id, prompt_lookup_num_tokens, prompt_lookup_max_ngram)
         model.train(was_training)
         return out
+    full_mask = torch.ones(batch, total, dtype=torch.long, device=device)
+    full_mask[:, :prompt_len] = attention_mask
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
     cache = model.new_cache(batch, total) if use_cache else None
     length = prompt_len
     while length < total and not (eos_token_id is not None and bool(done.all())):
