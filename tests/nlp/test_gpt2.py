@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import zoo
+from zoo.nlp import gpt2 as gpt2_module
 from zoo.nlp.gpt2 import gpt2, hf_key_map
 from zoo.nlp.hf import gpt2_config_from_hf
 from zoo.shared.errors import InputError, InvalidConfigError
@@ -136,3 +137,35 @@ def test_compile_has_no_graph_breaks_and_export_matches():
     exported = torch.export.export(ours, (x,))
     with torch.no_grad():
         torch.testing.assert_close(exported.module()(x), ours(x), atol=1e-6, rtol=0)
+
+
+@pytest.mark.skipif(gpt2_module._ONEDNN_LINEAR is None, reason="this torch build has no oneDNN linear")
+def test_inference_projections_run_on_onednn_and_training_keeps_autograd():
+    from torch.profiler import ProfilerActivity, profile
+
+    _, ours = pair()
+    x = ids()
+
+    def onednn_calls(fn):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            out = fn()
+        return sum(e.count for e in prof.key_averages() if e.key == "mkldnn::_linear_pointwise"), out
+
+    with torch.no_grad():  # four projections per block and the output layer
+        assert onednn_calls(lambda: ours(x))[0] == 4 * ours.config.num_layers + 1
+    calls, logits = onednn_calls(lambda: ours(x))
+    assert calls == 0 and logits.requires_grad
+    logits.sum().backward()
+    assert ours.transformer.h[0].attn.c_attn.weight.grad is not None
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 8, 40])
+def test_linear_equals_f_linear_for_both_weight_layouts(rows):
+    g = torch.Generator().manual_seed(rows)
+    x, w, b = torch.randn(rows, 24, generator=g), torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
+    in_out = w.t().contiguous()  # Conv1D's [in, out], passed as its transposed view
+    with torch.inference_mode():
+        expected = torch.nn.functional.linear(x, w, b)
+        torch.testing.assert_close(gpt2_module.linear(x, w, b), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(gpt2_module.linear(x, in_out.t(), b), expected, atol=1e-5, rtol=0)
+        torch.testing.assert_close(gpt2_module.linear(x[None], w), expected[None] - b, atol=1e-5, rtol=0)
