@@ -36,6 +36,13 @@ only what every row confirmed). 1 thread, AMD EPYC, 3 repeats: batch 8 with ``--
 1.08x): a draft column costs every row (``--draft-cost``), and the batch waits for its slowest
 row. Batch 1 is unchanged (lookup 10: 2.56 tokens per forward, 1.48x).
 
+Since 2026-12-07 our projections and output layer run oneDNN's fp32 product in CPU inference (MKL,
+which transformers' ``addmm`` reaches, is slow here for matrices of a few rows). AMD EPYC, alone, 3
+repeats, 2 threads: forward 8x128 1.34x; greedy 1.35x at batch 1 and 1.96x / 1.99x at batch 8; prompt
+lookup 10 at batch 1 2.77x (1.99x against transformers' lookup), lookup 2 at batch 8 2.27x. 1 thread:
+forward 1.32x, greedy 1.10x (batch 1) and 1.30x (batch 8), lookup 10 at batch 1 1.65x, lookup 2 at
+batch 8 1.57x.
+
 ``--device cuda`` runs both models on the GPU (each timing synchronises before and after); the rows
 then say whether the two generations gave the same tokens rather than stopping when they do not
 (GPU kernels need not be bitwise equal between the two implementations). Measured 2026-11-30 on an

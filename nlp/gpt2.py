@@ -60,13 +60,15 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     instead of the BLAS that ``F.linear`` / ``addmm`` call (MKL in torch's x86 wheels). On this
     project's AMD EPYC machine MKL's products with a few rows -- a generation step's 2 to 88 -- cost
     about one pass over the weight per row, oneDNN's one pass in all: GPT-2's projections and output
-    layer at 8 rows, weights out of cache, take 71 ms with MKL and 42 ms with oneDNN on 2 threads
-    (single rows: 33 and 23 ms on 2 threads, 33 and 37 ms on 1). Results agree with ``F.linear`` to
-    float rounding (the sums run in another order).
+    layer at 8 rows, weights out of cache, take 71 ms with MKL and 42 ms with oneDNN on 2 threads.
+    A single row on a single thread stays with MKL, whose matrix-vector product is the faster there
+    (33 against 37 ms; on 2 threads 33 against 23). Results agree with ``F.linear`` to float rounding
+    (the sums run in another order).
     """
     if (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
             and type(x) is Tensor and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()):
+            and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and (x.numel() > x.shape[-1] or torch.get_num_threads() > 1)):
         return _ONEDNN_LINEAR(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
