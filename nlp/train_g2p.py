@@ -12,7 +12,7 @@ curves.png, last.pt / best.pt and ``--resume``); every ``--eval-every``-th epoch
 ends with greedy decoding of the validation words, and the epoch of the lowest validation WER is
 kept. On a CPU, ``--amp`` (bfloat16 autocast), ``--attention-kernel math`` (SDPA's plain kernel: these
 sequences are ~10 symbols) and ``--activation-dropout 0`` (no masks on the wide feed-forward layer)
-make an epoch cheaper (the README's step-time table gives each one's share). The test words are then
+and ``--cpu-dropout`` (the masks drawn by a cheaper sampler) make an epoch cheaper (the README's step-time table gives each one's share). The test words are then
 decoded by beam search at every ``--beam-sizes`` (GNMT length penalty ``--alpha``), giving the
 table of WER / PER by beam size.
 
@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from zoo.shared.atomic import write_json
 from zoo.shared.errors import InputError
 from zoo.shared.factory import create
+from zoo.shared.layers.drop import use_cpu_dropout
 from zoo.shared.training import LossSum, Task, TrainConfig, Trainer
 from zoo.shared.weights import save_pretrained
 
@@ -197,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention-kernel", default="auto", choices=("auto", "math"),
                    help="math: SDPA's plain kernel (matmul, softmax, matmul); with --amp on a CPU, faster than "
                         "the fused kernel for words this short")
+    p.add_argument("--cpu-dropout", action="store_true",
+                   help="draw dropout masks with zoo's cheaper CPU sampler (torch's is vectorised on Intel only)")
     p.add_argument("--ema-decay", type=float, default=None,
                    help="keep an exponential moving average of the weights (e.g. 0.999): validation, "
                         "the best epoch, the test table and --save-model use it")
@@ -253,6 +256,8 @@ def run(args: argparse.Namespace) -> dict:
     model = create(args.model, src_vocab_size=len(letters), tgt_vocab_size=len(phonemes),
                    share_embeddings=False, norm_first=args.norm_first, **options)
     print(f"{args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters", flush=True)
+    if args.cpu_dropout:
+        print(f"--cpu-dropout: {use_cpu_dropout(model)} dropout layers draw their masks with cpu_dropout", flush=True)
     train = LengthBatches(data["train"], args.batch_size, args.seed)
     val = LengthBatches(data["val"], 500, args.seed)
     config = TrainConfig(

@@ -105,13 +105,14 @@ def test_recipe_smoke_writes_its_outputs_and_the_beam_table(tmp_path, capsys):
 
 
 def test_speed_options_reach_the_trainer_and_attention(tmp_path, capsys, monkeypatch):
-    """--amp, --attention-kernel math, --eval-every and --activation-dropout each take effect."""
-    configs, kernels = [], []
+    """--amp, --attention-kernel math, --eval-every, --activation-dropout and --cpu-dropout each take effect."""
+    configs, kernels, dropouts = [], [], []
     real_kernel = train_g2p.sdpa_kernel
 
     class Recording(train_g2p.Trainer):
         def __init__(self, model, task, train, val, config, **kw):
             configs.append(config)
+            dropouts.append({type(m).__name__ for m in model.modules() if isinstance(m, torch.nn.Dropout)})
             super().__init__(model, task, train, val, config, **kw)
 
     def recording_kernel(backends):
@@ -121,8 +122,10 @@ def test_speed_options_reach_the_trainer_and_attention(tmp_path, capsys, monkeyp
     monkeypatch.setattr(train_g2p, "Trainer", Recording)
     monkeypatch.setattr(train_g2p, "sdpa_kernel", recording_kernel)
     summary = train_g2p.run(_args(tmp_path / "run", "--epochs", "3", "--eval-every", "2", "--amp",
-                                  "--attention-kernel", "math", "--dropout", "0.2", "--activation-dropout", "0"))
+                                  "--attention-kernel", "math", "--dropout", "0.2", "--activation-dropout", "0",
+                                  "--cpu-dropout"))
     assert configs[0].amp is True and kernels == [[train_g2p.SDPBackend.MATH]]
+    assert dropouts[0] == {"CpuDropout"}
     with open(tmp_path / "run" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [bool(r["val/wer"]) for r in rows] == [False, True, True]  # epochs 2 and 3 (the last)
@@ -130,6 +133,7 @@ def test_speed_options_reach_the_trainer_and_attention(tmp_path, capsys, monkeyp
     configs.clear()
     train_g2p.run(_args(tmp_path / "plain", "--epochs", "1"))
     assert configs[0].amp == "auto" and kernels == [[train_g2p.SDPBackend.MATH]]  # no second math context
+    assert dropouts[1] == {"Dropout"}
 
 
 def test_ema_weights_are_the_ones_picked_and_saved(tmp_path, capsys, monkeypatch):

@@ -234,6 +234,45 @@ def test_drop_path_training_statistics():
         DropPath(1.5)
 
 
+# --------------------------------------------------------------------------- cpu dropout
+@pytest.mark.parametrize("p", [0.05, 0.3])
+def test_cpu_dropout_drops_each_entry_with_probability_p_and_keeps_the_expectation(p):
+    from zoo.shared.layers.drop import cpu_dropout
+
+    torch.manual_seed(0)
+    n = 600_001  # not a multiple of 3: the last random word is cut
+    y = cpu_dropout(torch.ones(n), p)
+    dropped = (y == 0).float()
+    # within 5 standard deviations of p overall, and in each of the three fields a word gives
+    for part in (dropped, *(dropped[i::3] for i in range(3))):
+        sd = (p * (1 - p) / part.numel()) ** 0.5
+        assert abs(part.mean().item() - p) < 5 * sd
+    kept = y[y != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 65536 / (65536 - round(p * 65536))), rtol=0, atol=0)
+    assert abs(y.mean().item() - 1.0) < 0.01
+
+
+def test_cpu_dropout_gradient_eval_and_module_swap():
+    from zoo.shared.layers.drop import CpuDropout, cpu_dropout, use_cpu_dropout
+
+    x = torch.randn(4, 5, 6, requires_grad=True)
+    y = cpu_dropout(x, 0.5)
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0) and y.shape == x.shape  # the gradient takes the same mask
+    assert cpu_dropout(x, 0.5, training=False) is x and cpu_dropout(x, 0.0) is x
+    assert torch.all(cpu_dropout(x, 1.0) == 0)
+    with pytest.raises(ValueError, match=r"p must be in \[0, 1\], got 1.5"):
+        cpu_dropout(x, 1.5)
+    model = nn.Sequential(nn.Linear(6, 6), nn.Dropout(0.2), nn.Sequential(nn.Dropout(0.1)), nn.ReLU())
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert use_cpu_dropout(model) == 2
+    assert type(model[1]) is CpuDropout and model[1].p == 0.2 and model[2][0].p == 0.1
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    dropped = (model.train()[1](torch.ones(20000)) == 0).float().mean().item()
+    assert 0.17 < dropped < 0.23
+    assert torch.equal(model.eval()(x), model[3](model[0](x)))  # identity in eval
+
+
 # --------------------------------------------------------------------------- positions
 def test_sinusoidal_matches_formula():
     length, dim = 50, 12
