@@ -7,7 +7,8 @@ in one run: what ``--amp``, ``--attention-kernel math`` and the dropout rates co
 The model is the README recipe's (``transformer_tiny``, 3 + 3 layers, 128 wide, attention dropout
 0), on the recipe's own training batches (256 CMUdict pairs of similar length, ``--steps`` of them
 drawn at random, the same for every configuration). A configuration is
-``precision,attention kernel,dropout,activation dropout``. Every step is the recipe's: forward under
+``precision,attention kernel,dropout,activation dropout[,sampler]``, the sampler ``torch``
+(``nn.Dropout``'s ``bernoulli_``, the default) or ``cpu`` (``--cpu-dropout``'s ``CpuDropout``). Every step is the recipe's: forward under
 the configuration, label-smoothed cross-entropy, backward, AdamW. The configurations take turns in
 rounds of 10 steps so that a change in the machine's load hits all of them; the table gives each
 one's mean step and the epoch (444 steps) it implies, and the speed-up over the first configuration.
@@ -25,15 +26,17 @@ import torch.nn.functional as F
 from zoo.nlp import train_g2p
 from zoo.nlp.g2p import load_cmudict, split_lexicon
 from zoo.shared.factory import create
+from zoo.shared.layers.drop import CpuDropout
 
 DEFAULT_CONFIGS = ("fp32,auto,0.05,0.05", "fp32,auto,0.1,0", "bf16,math,0.05,0.05", "bf16,math,0.1,0")
 
 
-def _parse(config: str) -> tuple[str, str, float, float]:
-    precision, kernel, dropout, activation = config.split(",")
-    if precision not in ("fp32", "bf16") or kernel not in ("auto", "math"):
-        raise SystemExit(f"a configuration is fp32|bf16,auto|math,DROPOUT,ACTIVATION_DROPOUT; got {config!r}")
-    return precision, kernel, float(dropout), float(activation)
+def _parse(config: str) -> tuple[str, str, float, float, str]:
+    precision, kernel, dropout, activation, sampler = (config.split(",") + ["torch"])[:5]
+    if precision not in ("fp32", "bf16") or kernel not in ("auto", "math") or sampler not in ("torch", "cpu"):
+        raise SystemExit(f"a configuration is fp32|bf16,auto|math,DROPOUT,ACTIVATION_DROPOUT[,torch|cpu]; "
+                         f"got {config!r}")
+    return precision, kernel, float(dropout), float(activation), sampler
 
 
 def _context(precision: str, kernel: str):
@@ -67,9 +70,10 @@ def main(argv=None) -> None:
     hidden = [layer.dropout for layer in (*model.encoder.layers, *model.decoder.layers)]
 
     def step(batch, config) -> None:
-        precision, kernel, dropout, activation = config
+        precision, kernel, dropout, activation, sampler = config
         for m in dropouts:
             m.p = dropout
+            m.__class__ = CpuDropout if sampler == "cpu" else torch.nn.Dropout  # same state, another forward
         for m in hidden:  # the feed-forward hidden layer's dropout (activation_dropout)
             m.p = activation
         src, tgt_in, tgt_out = batch
