@@ -10,11 +10,13 @@ Each block here names its users; one that no domain uses leaves.
 * ``ConvNormAct``, ``SqueezeExcitation``: MobileNetV3's units, in torchvision's key layout.
 * ``checkpoint_seq``: gradient checkpointing over a sequence of blocks, for every model that offers it.
 * gradient reversal: domain-adversarial training.
+* ``cpu_dropout`` / ``CpuDropout`` / ``use_cpu_dropout``: dropout with a cheaper mask sampler on the
+  CPU, the G2P recipe's ``--cpu-dropout``.
 """
 
 from .attention import attention, merge_heads, merge_masks, split_heads
 from .conv import ConvNormAct
-from .drop import DropPath, drop_path
+from .drop import CpuDropout, DropPath, cpu_dropout, drop_path, use_cpu_dropout
 from .grad_checkpoint import checkpoint_seq
 from .grad_reverse import GradientReversal, GradientReversalFunction, grad_reverse
 from .init import init_weights_vit_style, trunc_normal_
@@ -32,6 +34,9 @@ __all__ = [
     # regularization
     "drop_path",
     "DropPath",
+    "cpu_dropout",
+    "CpuDropout",
+    "use_cpu_dropout",
     # position information
     "sinusoidal_position_encoding",
     "SinusoidalPositionalEncoding",
