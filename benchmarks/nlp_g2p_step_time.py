@@ -8,8 +8,9 @@ The model is the README recipe's (``transformer_tiny``, 3 + 3 layers, 128 wide, 
 0), on the recipe's own training batches (256 CMUdict pairs of similar length, ``--steps`` of them
 drawn at random, the same for every configuration). A configuration is
 ``precision,attention kernel,dropout,activation dropout[,sampler]``, the sampler ``torch``
-(``nn.Dropout``'s ``bernoulli_``, the default) or ``cpu`` (``--cpu-dropout``'s ``CpuDropout``). Every step is the recipe's: forward under
-the configuration, label-smoothed cross-entropy, backward, AdamW. The configurations take turns in
+(``nn.Dropout``'s ``bernoulli_``, the default) or ``cpu`` (``--cpu-dropout``'s ``CpuDropout``).
+Every step is the recipe's: forward under the configuration, label-smoothed cross-entropy, backward,
+AdamW. The configurations take turns in
 rounds of 10 steps so that a change in the machine's load hits all of them; the table gives each
 one's mean step and the epoch (444 steps) it implies, and the speed-up over the first configuration.
 """

@@ -11,10 +11,10 @@ smoothing, AdamW with warmup and cosine decay, on the shared Trainer (progress b
 curves.png, last.pt / best.pt and ``--resume``); every ``--eval-every``-th epoch (and the last)
 ends with greedy decoding of the validation words, and the epoch of the lowest validation WER is
 kept. On a CPU, ``--amp`` (bfloat16 autocast), ``--attention-kernel math`` (SDPA's plain kernel: these
-sequences are ~10 symbols) and ``--activation-dropout 0`` (no masks on the wide feed-forward layer)
-and ``--cpu-dropout`` (the masks drawn by a cheaper sampler) make an epoch cheaper (the README's step-time table gives each one's share). The test words are then
-decoded by beam search at every ``--beam-sizes`` (GNMT length penalty ``--alpha``), giving the
-table of WER / PER by beam size.
+sequences are ~10 symbols), ``--activation-dropout 0`` (no masks on the wide feed-forward layer) and
+``--cpu-dropout`` (masks from a cheaper sampler) make an epoch cheaper (the README's step-time table
+gives each one's share). The test words are then decoded by beam search at every ``--beam-sizes``
+(GNMT length penalty ``--alpha``), giving the table of WER / PER by beam size.
 
 ``build_parser()`` (the options), ``run(args)`` (does the work, returns the summary), ``main(argv)``.
 """
