@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     letters, phonemes = train_g2p.symbol_vocabs(splits["train"])
     batches = train_g2p.LengthBatches(train_g2p.Pairs(splits["train"], letters, phonemes, all_prons=True), 256, 0)
     picks = torch.randperm(len(batches), generator=torch.Generator().manual_seed(1))[: args.steps].tolist()
-    data = [train_g2p.collate_batch([batches[i]])[:3] for i in picks]
+    data = [batches[i][:3] for i in picks]
     torch.manual_seed(0)
     model = create("transformer_tiny", src_vocab_size=len(letters), tgt_vocab_size=len(phonemes),
                    share_embeddings=False, num_encoder_layers=3, num_decoder_layers=3, attention_dropout=0.0).train()

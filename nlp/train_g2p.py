@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from zoo.shared.atomic import write_json
 from zoo.shared.errors import InputError
@@ -160,10 +160,12 @@ def test_scores(model, data: Pairs, beam_sizes, alpha: float, max_len: int, batc
                 device) -> list[dict]:
     """WER / PER of the test words for each beam size (greedy search for beam size 1)."""
     model.eval()
+    batches = LengthBatches(data, batch_size, 0)  # built and collated once for every beam size
     rows = []
     for k in beam_sizes:
         total, t0 = G2PScore(0, 0, 0, 0), time.perf_counter()
-        for src, _, _, refs in DataLoader(LengthBatches(data, batch_size, 0), collate_fn=collate_batch):
+        for i in range(len(batches)):
+            src, _, _, refs = batches[i]
             src = src.to(device)
             if k == 1:
                 preds = greedy_decode(model, src, max_len)
