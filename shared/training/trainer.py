@@ -346,7 +346,10 @@ class Trainer:
             # DDP averaged the per-rank sums; undo that and divide by the global count.
             scale = (self.dist.world_size / count_t.clamp(min=1)).float()
             torch._foreach_mul_([p.grad for p in self.model.parameters() if p.grad is not None], scale)
-            mean_loss = total / count_t.clamp(min=1).to(total.dtype)
+            # This rank's sum, scaled alike: the mean over ranks (taken in _optimizer_step) is then
+            # the global sum over the global count, the loss one process with the global batch reports.
+            mean_loss = total * self.dist.world_size / count_t.clamp(min=1).to(total.dtype)
+            count = count_t  # the history weights each step by its global count, as one process would
         else:
             mean_loss = micro_losses[0] if group_size == 1 else torch.stack(micro_losses).float().mean()
         mean_loss, value = self._optimizer_step(mean_loss, count)

@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, when run as a script
 
-from zoo.shared.training import Callback, ClassificationTask, TrainConfig, Trainer  # noqa: E402
+from zoo.shared.training import Callback, ClassificationTask, LossSum, TrainConfig, Trainer  # noqa: E402
 
 
 class StopAtStep(Callback):
@@ -28,6 +29,17 @@ class StopAtStep(Callback):
     def on_step_end(self, trainer, loss):
         if trainer.state.step >= self.step:
             trainer.should_stop = True
+
+
+class IgnoringClassification(ClassificationTask):
+    """Cross-entropy summed over the samples whose label is kept, with their count (a ``LossSum``),
+    as token tasks with padding report it: labels 3 count as padding, so batches count unequally."""
+
+    def training_step(self, model, batch):
+        x, y = batch
+        y = y.masked_fill(y == 3, -100)
+        total = F.cross_entropy(model(x), y, ignore_index=-100, reduction="sum")
+        return LossSum(total, (y != -100).sum())
 
 
 def make_data(n: int, seed: int) -> TensorDataset:
@@ -62,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--loss-sum", action="store_true", help="the token-weighted task (LossSum)")
     return p.parse_args(argv)
 
 
@@ -77,7 +90,8 @@ def train(argv=None) -> tuple[Trainer, dict]:
     )
     callbacks = [StopAtStep(args.stop_at)] if args.stop_at else []
     val = make_data(args.n_val, seed=2) if args.n_val else None
-    trainer = Trainer(make_model(args.dropout), ClassificationTask(), make_data(args.n_train, seed=1), val, cfg,
+    task = IgnoringClassification() if args.loss_sum else ClassificationTask()
+    trainer = Trainer(make_model(args.dropout), task, make_data(args.n_train, seed=1), val, cfg,
                       callbacks=callbacks)
     return trainer, trainer.fit()
 

@@ -23,14 +23,18 @@ COMMON = ["--n-train", "64", "--n-val", "37", "--epochs", "2", "--accum", "2", "
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_match_single_process_with_global_batch(tmp_path):
+@pytest.mark.parametrize("task", ["mean", "loss-sum"])
+def test_torchrun_two_processes_match_single_process_with_global_batch(tmp_path, task):
+    """"loss-sum": a task that returns LossSum with unequal counts per rank (labels 3 ignored): the
+    gradient is divided by the global count, and the reported training loss is the global one."""
+    common = COMMON + (["--loss-sum"] if task == "loss-sum" else [])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           str(WORKER), "--out", str(tmp_path / "ddp.pt"), "--batch-size", "8",
-                          "--output-dir", str(tmp_path / "ddp_run"), *COMMON],
+                          "--output-dir", str(tmp_path / "ddp_run"), *common],
                          env=env, capture_output=True, text=True, timeout=180)
     assert ddp.returncode == 0, ddp.stdout + ddp.stderr
-    single, result = worker.train(["--batch-size", "16", *COMMON])  # the reference, in this process
+    single, result = worker.train(["--batch-size", "16", *common])  # the reference, in this process
 
     a = single.model.state_dict()
     b = torch.load(tmp_path / "ddp.pt")["model"]
