@@ -35,7 +35,7 @@ from zoo.shared.data_paths import data_root
 from zoo.shared.errors import InvalidConfigError
 from zoo.shared.factory import create
 from zoo.shared.registry import get_entry
-from zoo.shared.training import ClassificationTask, LossSum, Task, TrainConfig, Trainer
+from zoo.shared.training import ClassificationTask, LossSum, Task, TrainConfig, Trainer, is_main_process
 from zoo.shared.weights import save_pretrained
 
 from .ctc import Alphabet, character_error_rate, ctc_loss, greedy_decode
@@ -184,7 +184,7 @@ def train_one(args, splits: dict, clips: dict, seed: int, output_dir: str | None
     result = trainer.fit()
     seconds = time.perf_counter() - t0
     test = trainer.evaluate(data["test"], prefix="test")
-    if not ctc and output_dir:
+    if not ctc and output_dir and trainer.is_main:
         preds, targets = predict(trainer.eval_model, data["test"], trainer.device)
         save_confusion_matrix(preds, targets, WORDS, Path(output_dir) / "confusion_matrix.png",
                               f"{args.model} on FSDD test ({len(targets)} clips), acc {100 * test['test/acc']:.2f}%")
@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> dict:
                          "clips_per_second": round(n_train * result["epochs"] / seconds, 1)})
             print(f"{split_name} seed {seed}: test {metric} {100 * value:.2f}% (val {100 * (best['value'] or 0):.2f}% "
                   f"at epoch {best['epoch']}), {seconds:.0f} s", flush=True)
-            if args.save_model and not (len(runs) - 1):
+            if args.save_model and not (len(runs) - 1) and is_main_process():
                 save_pretrained(model, args.save_model)
     values = [100 * r[f"test_{metric}"] for r in runs]
     mean, std = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -248,7 +248,7 @@ def run(args: argparse.Namespace) -> dict:
                "runs": runs, "seconds": round(time.perf_counter() - start, 1)}
     print(f"{args.model}: test {metric} {mean:.2f} +- {std:.2f}% over {len(runs)} run(s)"
           + ("; " + ", ".join(f"{k} {m:.2f}" for k, (m, _) in per_split.items()) if len(per_split) > 1 else ""))
-    if args.output_dir:
+    if args.output_dir and is_main_process():
         write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 

@@ -31,7 +31,7 @@ from zoo.shared.cli_types import fraction, positive_int
 from zoo.shared.data_paths import data_root
 from zoo.shared.errors import InvalidConfigError
 from zoo.shared.factory import create, from_pretrained
-from zoo.shared.training import LossSum, TrainConfig, Trainer
+from zoo.shared.training import LossSum, TrainConfig, Trainer, is_main_process
 from zoo.shared.weights import read_zoo_config
 
 from .bert import BertModel
@@ -197,7 +197,7 @@ def run(args: argparse.Namespace) -> dict:
     name = f"{args.model} ({'scratch' if args.scratch else 'pretrained'})"
     summary = {"model": args.model, "pretrained": args.pretrained, "scratch": args.scratch, "scheme": args.scheme,
                **seed_summary(name, runs), "seconds": round(time.perf_counter() - start, 1)}
-    if args.output_dir:
+    if args.output_dir and is_main_process():
         write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 

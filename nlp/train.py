@@ -31,7 +31,7 @@ from zoo.shared.data_paths import data_root
 from zoo.shared.errors import DatasetError
 from zoo.shared.factory import create
 from zoo.shared.registry import get_entry
-from zoo.shared.training import LossSum, Task, TrainConfig, Trainer
+from zoo.shared.training import LossSum, Task, TrainConfig, Trainer, is_main_process
 from zoo.shared.weights import save_pretrained
 
 from .bilstm_crf import encode_batch, vocab_config
@@ -322,7 +322,7 @@ def run(args: argparse.Namespace) -> dict:
     runs = seed_runs(args, lambda seed, out: train_one(args, data, vocabs, seed, out))
     summary = {"model": args.model, "scheme": args.scheme, "data": str(folder),
                **seed_summary(args.model, runs), "seconds": round(time.perf_counter() - start, 1)}
-    if args.output_dir:
+    if args.output_dir and is_main_process():
         write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 
@@ -345,7 +345,7 @@ def seed_runs(args, train_one) -> list[dict]:
         val = (f"eng.testa {100 * best['value']:.2f}, best epoch {best['epoch']}" if best["value"] is not None
                else "no eng.testa evaluation: stopped before the first epoch ended")
         print(f"seed {seed}: eng.testb F1 {100 * test.f1:.2f} ({val})\n{test.table()}", flush=True)
-        if args.save_model and i == 0:
+        if args.save_model and i == 0 and is_main_process():
             save_pretrained(model, args.save_model)
     return runs
 

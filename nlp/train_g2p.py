@@ -36,7 +36,7 @@ from zoo.shared.atomic import write_json
 from zoo.shared.errors import InputError
 from zoo.shared.factory import create
 from zoo.shared.layers.drop import use_cpu_dropout
-from zoo.shared.training import LossSum, Task, TrainConfig, Trainer
+from zoo.shared.training import LossSum, Task, TrainConfig, Trainer, is_main_process
 from zoo.shared.weights import save_pretrained
 
 from .beam import beam_search, greedy_decode
@@ -293,11 +293,11 @@ def run(args: argparse.Namespace) -> dict:
                "parameters": sum(p.numel() for p in model.parameters()),
                "words": {k: len(v) for k, v in splits.items()}, "best_epoch": best["epoch"],
                "val_wer": best["value"], "train_seconds": round(train_seconds, 1), "test": table}
-    if args.save_model:
+    if args.save_model and is_main_process():
         save_pretrained(model, args.save_model)
         (Path(args.save_model) / "vocab.json").write_text(json.dumps(
             {"letters": letters.tokens, "phonemes": phonemes.tokens, "stress": args.stress}, indent=1) + "\n")
-    if args.output_dir:
+    if args.output_dir and is_main_process():
         write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 

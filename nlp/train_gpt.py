@@ -28,7 +28,7 @@ from zoo.shared.atomic import write_json
 from zoo.shared.data_paths import data_root
 from zoo.shared.errors import DatasetError
 from zoo.shared.factory import create
-from zoo.shared.training import Task, TrainConfig, Trainer
+from zoo.shared.training import Task, TrainConfig, Trainer, is_main_process
 from zoo.shared.weights import save_pretrained
 
 MODELS = ("gpt_char",)
@@ -216,10 +216,10 @@ def run(args: argparse.Namespace) -> dict:
     if args.sample_chars:
         summary["sample"] = sample(model, vocab, args.sample_chars, args.seed, args.block_size)
         print("sample:\n" + summary["sample"])
-    if args.save_model:
+    if args.save_model and is_main_process():
         save_pretrained(model, args.save_model)
         (Path(args.save_model) / "vocab.json").write_text(json.dumps(vocab.chars) + "\n")
-    if args.output_dir:
+    if args.output_dir and is_main_process():
         write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 

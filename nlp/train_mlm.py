@@ -36,7 +36,7 @@ from zoo.shared.atomic import write_json
 from zoo.shared.cli_types import fraction, positive_int
 from zoo.shared.errors import DatasetError, InvalidConfigError
 from zoo.shared.factory import create
-from zoo.shared.training import LossSum, Task, TrainConfig, Trainer
+from zoo.shared.training import LossSum, Task, TrainConfig, Trainer, is_main_process
 from zoo.shared.weights import save_pretrained
 
 from .conll import read_conll
@@ -294,11 +294,11 @@ def run(args: argparse.Namespace) -> dict:
                "val_accuracy": round(final["val/accuracy"], 4), "seconds": round(seconds, 1)}
     print(f"masked LM after {result['steps']} steps: val loss {summary['val_loss']:.4f} (ppl {summary['val_ppl']}), "
           f"masked-piece accuracy {100 * summary['val_accuracy']:.2f}%, {seconds:.0f} s")
-    if args.save_model:
+    if args.save_model and is_main_process():
         save_pretrained(model, args.save_model)
         tokenizer.save(str(Path(args.save_model) / "tokenizer.json"))
         print(f"saved the masked LM and its tokenizer to {args.save_model}")
-    if args.output_dir:
+    if args.output_dir and is_main_process():
         write_json(Path(args.output_dir) / "results.json", summary)
     return summary
 

@@ -13,6 +13,7 @@ from .amp import AmpSettings, resolve_amp, resolve_device
 from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .distributed import is_main_process
 from .ema import ModelEMA
 from .loggers import RunLogger, plot_curves
 from .optim import build_optimizer, build_scheduler, decay_groups
@@ -46,6 +47,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "get_rng_state",
+    "is_main_process",
     "load_checkpoint",
     "resolve_amp",
     "resolve_device",

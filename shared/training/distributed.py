@@ -36,6 +36,12 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def is_main_process() -> bool:
+    """False on every rank but 0 of an initialised process group (a recipe under torchrun, after
+    its Trainer joined the group): the ranks hold the same results, so one writes them."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def init_distributed(device: torch.device) -> DistInfo:
     """Join (or create) the default process group when running under torchrun."""
     if dist.is_available() and dist.is_initialized():

@@ -199,3 +199,11 @@ def test_bad_options():
         train_g2p.run(train_g2p.build_parser().parse_args(["--eval-every", "0"]))
     with pytest.raises(SystemExit):
         train_g2p.build_parser().parse_args(["--model", "resnet18"])
+
+
+def test_a_rank_other_than_0_writes_no_results_or_model(tmp_path, capsys, monkeypatch):
+    """Under torchrun every rank ends with the same summary; rank 0 alone writes it and the model."""
+    monkeypatch.setattr(train_g2p, "is_main_process", lambda: False)
+    summary = train_g2p.run(_args(tmp_path / "run", "--epochs", "1", "--save-model", str(tmp_path / "model")))
+    assert summary["test"] and not (tmp_path / "run" / "results.json").exists()
+    assert not (tmp_path / "model").exists()

@@ -54,3 +54,16 @@ def test_torchrun_two_processes_match_single_process_with_global_batch(tmp_path,
     assert ckpt["world_size"] == 2 and len(ckpt["rng"]) == 2
     assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])  # per-rank streams
     assert sorted(p.name for p in run_dir.iterdir() if p.is_file()) == ["best.pt", "last.pt", "metrics.csv"]
+
+
+def test_is_main_process_is_rank_0_of_the_group(monkeypatch):
+    import torch.distributed as dist
+
+    from zoo.shared.training import is_main_process
+
+    assert is_main_process()  # no process group: a single process is the main one
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 1)
+    assert not is_main_process()
+    monkeypatch.setattr(dist, "get_rank", lambda group=None: 0)
+    assert is_main_process()
