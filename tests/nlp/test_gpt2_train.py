@@ -62,7 +62,6 @@ def test_smoke_run_learns_writes_results_and_resumes(data, tmp_path, capsys):
     assert resumed["steps"] == 40 and "at step 30" in capsys.readouterr().out
 
 
-
 def test_a_rank_other_than_0_writes_no_results_or_model(data, tmp_path, monkeypatch):
     """Under torchrun every rank ends with the same summary; rank 0 alone writes it and the model."""
     monkeypatch.setattr(train_gpt, "is_main_process", lambda: False)
@@ -71,6 +70,7 @@ def test_a_rank_other_than_0_writes_no_results_or_model(data, tmp_path, monkeypa
          "--save-model", str(tmp_path / "model"), *TINY]))
     assert summary["steps"] == 3 and not (tmp_path / "run" / "results.json").exists()
     assert not (tmp_path / "model").exists()
+
 
 def test_missing_data_is_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="input.txt"):
