@@ -8,7 +8,10 @@ process). So the i-th global batch of N ranks with per-rank batch B holds the
 same samples as the i-th batch of one process with batch N*B.
 
 Resuming mid-epoch skips the samples of the batches already consumed, so
-the rest of the epoch sees exactly the batches it would have seen.
+the rest of the epoch sees exactly the batches it would have seen. A map-style
+dataset with ``set_epoch(epoch)`` has it called before each pass too (before the
+loader's workers copy it), for data that regroups itself per epoch; it must then
+depend on the epoch alone, so that every rank and a resumed run see the same items.
 
 Streaming (``IterableDataset``) data has no length and no sampler: the dataset
 yields its own order. If it has ``set_epoch(epoch)`` that is called before each
@@ -40,8 +43,11 @@ class EpochSampler(DistributedSampler):
         self.start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """Select the epoch's permutation and skip its first ``start`` samples (this rank)."""
+        """Select the epoch's permutation and skip its first ``start`` samples (this rank); a
+        dataset with ``set_epoch`` is told the epoch too."""
         super().set_epoch(epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
         self.start = start
 
     def __iter__(self):

@@ -3,7 +3,6 @@ runs of the recipe (outputs, exact resume, beam table, bad options)."""
 
 import csv
 import json
-from collections import Counter
 
 import pytest
 import torch
@@ -184,12 +183,35 @@ def test_training_batches_group_similar_lengths(lexicon):
     letters, phonemes = train_g2p.symbol_vocabs(splits["train"])
     pairs = train_g2p.Pairs(dict(list(splits["train"].items())[:2000]), letters, phonemes, all_prons=True)
     batches = train_g2p.LengthBatches(pairs, 32, seed=0)
-    assert Counter(id(item) for batch in batches.batches for item in batch) == Counter(id(p) for p in pairs.items)
+    assert torch.equal(torch.cat(batches.batches).sort().values, torch.arange(len(pairs)))  # each pair once
     src, tgt_in, tgt_out, refs = train_g2p.collate_batch([batches[0]])
     assert (tgt_in[:, 0] == 1).all() and ((tgt_out == 2).sum(1) == 1).all()
+    for row, j in enumerate(batches.batches[0].tolist()):  # the pair's ids, padded
+        x, y, word_refs = pairs[j]
+        assert src[row].tolist() == x + [0] * (src.shape[1] - len(x)) and refs[row] is word_refs
+        assert tgt_in[row, : len(y) + 1].tolist() == [1, *y] and tgt_out[row, : len(y) + 1].tolist() == [*y, 2]
+        assert not tgt_out[row, len(y) + 1 :].any()
     padded = [(batches[i][0] == 0).float().mean() for i in range(len(batches))]
-    assert batches[3] is batches[3]  # collated once
     assert sum(padded) / len(padded) < 0.05  # sorted within windows: little padding
+
+
+def test_regrouped_batches_change_with_the_epoch_and_fixed_ones_do_not(lexicon):
+    splits = split_lexicon(lexicon)
+    letters, phonemes = train_g2p.symbol_vocabs(splits["train"])
+    pairs = train_g2p.Pairs(dict(list(splits["train"].items())[:2000]), letters, phonemes, all_prons=True)
+    fixed, regrouped = train_g2p.LengthBatches(pairs, 32, 0), train_g2p.LengthBatches(pairs, 32, 0, regroup=True)
+    groups = lambda b: {tuple(sorted(batch.tolist())) for batch in b.batches}  # noqa: E731
+    epoch0 = groups(fixed)
+    assert groups(regrouped) == epoch0  # epoch 0 is the fixed grouping
+    fixed.set_epoch(1)
+    regrouped.set_epoch(1)
+    assert groups(fixed) == epoch0
+    epoch1 = groups(regrouped)
+    assert len(epoch1 & epoch0) < len(epoch0) / 2  # mostly new batches
+    assert torch.equal(torch.cat(regrouped.batches).sort().values, torch.arange(len(pairs)))
+    assert sum((regrouped[i][0] == 0).float().mean() for i in range(len(regrouped))) / len(regrouped) < 0.05
+    regrouped.set_epoch(0)
+    assert groups(regrouped) == epoch0  # a function of the epoch alone (resume, every rank)
 
 
 def test_bad_options():

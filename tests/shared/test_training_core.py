@@ -321,6 +321,47 @@ def test_streaming_dataset_trains_for_max_steps_and_resumes_bitwise(tmp_path):
     assert {e for e, _ in seen} == {0, 1}  # the second pass was a different (epoch-seeded) order
 
 
+class Regrouping(Dataset):
+    """Map-style data whose items depend on the epoch it was last told, as per-epoch batches would."""
+
+    def __init__(self):
+        self.data, self.epoch, self.told = make_data(n=16), 0, []
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+        self.told.append(epoch)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[(i + 5 * self.epoch) % len(self.data)][0], self.data[i][1]
+
+
+def test_a_map_style_dataset_is_told_the_epoch_before_each_pass_and_on_resume(tmp_path):
+    base = dict(epochs=3, batch_size=8, deterministic=True, **QUIET)  # 2 steps an epoch
+    data = Regrouping()
+    straight = Trainer(make_mlp(), ClassificationTask(), data, config=TrainConfig(**base))
+    straight.fit()
+    assert data.told == [0, 1, 2]
+
+    class StopAt3:  # mid-way through the second epoch
+        def __getattr__(self, hook):
+            return lambda trainer, *a: None
+
+        def on_step_end(self, trainer, loss):
+            trainer.should_stop = trainer.state.step == 3
+
+    Trainer(make_mlp(), ClassificationTask(), Regrouping(), config=TrainConfig(
+        **base, output_dir=str(tmp_path)), callbacks=[StopAt3()]).fit()
+    data = Regrouping()
+    resumed = Trainer(make_mlp(seed=3), ClassificationTask(), data,
+                      config=TrainConfig(**base, output_dir=str(tmp_path), resume=True))
+    resumed.fit()
+    assert data.told == [1, 2]
+    assert_weights_equal(weights(resumed.model), weights(straight.model))
+
+
 def test_streaming_accumulation_rescales_a_short_last_group():
     data = make_data(n=24)
 
