@@ -99,13 +99,15 @@ class LengthBatches(Dataset):
             self.src[i, : len(x)] = torch.tensor(x, dtype=torch.long)
             self.tgt_in[i, : len(y) + 1] = torch.tensor([1, *y])
             self.tgt_out[i, : len(y) + 1] = torch.tensor([*y, 2])
-        self.set_epoch(0)
+        self._group(seed)
 
     def set_epoch(self, epoch: int) -> None:
         """Group the pairs for ``epoch`` (the same grouping every epoch unless ``regroup``)."""
-        if hasattr(self, "batches") and not self.regroup:
-            return
-        generator = torch.Generator().manual_seed(self.seed + epoch)
+        if self.regroup:
+            self._group(self.seed + epoch)
+
+    def _group(self, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(self.pairs), generator=generator)
         key = self.src_len[order] * 1000 + self.tgt_len[order]  # by source, then target length
         window = 100 * self.batch_size
