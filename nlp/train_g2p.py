@@ -230,7 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=None, help="override the model's width")
     p.add_argument("--ffn-dim", type=int, default=None)
     p.add_argument("--layers", type=int, default=None, help="encoder and decoder layers each")
+    p.add_argument("--encoder-layers", type=int, default=None, help="encoder layers, if not --layers")
+    p.add_argument("--decoder-layers", type=int, default=None, help="decoder layers, if not --layers")
     p.add_argument("--norm-first", action="store_true", help="pre-norm layers")
+    p.add_argument("--activation", default=None, choices=("relu", "gelu", "swiglu"),
+                   help="the feed-forward layer's (the model's default: relu); with swiglu, about 2/3 "
+                        "of the ReLU --ffn-dim keeps the parameter count")
     p.add_argument("--beam-sizes", default="1,2,4,8", help="comma-separated; the test table's rows")
     p.add_argument("--alpha", type=float, default=0.6, help="GNMT length penalty exponent")
     p.add_argument("--max-len", type=int, default=32, help="longest pronunciation decoded")
@@ -272,7 +277,9 @@ def run(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     options = {"dim": args.dim, "ffn_dim": args.ffn_dim, "dropout": args.dropout,
                "attention_dropout": args.attention_dropout, "activation_dropout": args.activation_dropout,
-               "num_encoder_layers": args.layers, "num_decoder_layers": args.layers}
+               "activation": args.activation,
+               "num_encoder_layers": args.encoder_layers or args.layers,
+               "num_decoder_layers": args.decoder_layers or args.layers}
     options = {k: v for k, v in options.items() if v is not None}
     if args.dim is not None:
         options["num_heads"] = max(1, args.dim // 64)

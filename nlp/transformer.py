@@ -38,7 +38,16 @@ from zoo.shared.layers.attention import attention, merge_heads, split_heads
 from zoo.shared.layers.pos_embed import SinusoidalPositionalEncoding
 from zoo.shared.registry import TestSpec, register_model
 
-ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu}
+
+def swiglu(x: Tensor) -> Tensor:
+    """SwiGLU (Shazeer 2020, "GLU Variants Improve Transformer", arXiv:2002.05202): the first half
+    of the features, through SiLU, gates the second half. (..., 2f) -> (..., f)."""
+    gate, value = x.chunk(2, dim=-1)
+    return F.silu(gate) * value
+
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "swiglu": swiglu}
+GATED = {"swiglu"}  # linear1 is twice ffn_dim wide: the gate and the value
 
 
 # -- the key/value cache of incremental decoding ---------------------------------------------------
@@ -108,7 +117,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiheadAttention(dim, num_heads, attention_dropout)
-        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear1 = nn.Linear(dim, 2 * ffn_dim if activation in GATED else ffn_dim)
         self.dropout = nn.Dropout(activation_dropout)  # on the feed-forward hidden layer
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
@@ -142,7 +151,7 @@ class DecoderLayer(nn.Module):
         self.norm_first = norm_first
         self.self_attn = MultiheadAttention(dim, num_heads, attention_dropout)
         self.multihead_attn = MultiheadAttention(dim, num_heads, attention_dropout)
-        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear1 = nn.Linear(dim, 2 * ffn_dim if activation in GATED else ffn_dim)
         self.dropout = nn.Dropout(activation_dropout)  # on the feed-forward hidden layer
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
@@ -236,7 +245,9 @@ class Transformer(nn.Module):
             should differ from ``dropout`` (``None``: ``dropout``, as ``nn.Transformer``; fairseq's and
             Hugging Face BART's option of that name). That layer is ``ffn_dim`` wide, so its masks
             are most of the random numbers dropout draws.
-        activation: "relu" (the paper) or "gelu".
+        activation: "relu" (the paper), "gelu" or "swiglu" (a gated feed-forward layer, Shazeer
+            2020: ``linear1`` is then ``2 * ffn_dim`` wide; about 2/3 of a ReLU model's ``ffn_dim``
+            keeps the parameter count). ``nn.Transformer`` has the first two only.
         norm_first: pre-norm instead of the paper's post-norm.
         max_len: the longest source or target the position table covers.
         share_embeddings: one embedding matrix for source and target.
@@ -248,7 +259,7 @@ class Transformer(nn.Module):
                  num_heads: int = 8, ffn_dim: int = 2048, num_encoder_layers: int = 6,
                  num_decoder_layers: int = 6, dropout: float = 0.1, attention_dropout: float | None = None,
                  activation_dropout: float | None = None,
-                 activation: Literal["relu", "gelu"] = "relu",
+                 activation: Literal["relu", "gelu", "swiglu"] = "relu",
                  norm_first: bool = False, norm_eps: float = 1e-5, max_len: int = 1024,
                  share_embeddings: bool = False, tie_output: bool = True,
                  pad_id: int = 0, bos_id: int = 1, eos_id: int = 2):

@@ -135,6 +135,18 @@ def test_speed_options_reach_the_trainer_and_attention(tmp_path, capsys, monkeyp
     assert dropouts[1] == {"Dropout"}
 
 
+def test_layer_split_and_activation_reach_the_model(tmp_path, capsys):
+    """--encoder-layers / --decoder-layers override --layers each; --activation swiglu gives the gated
+    feed-forward layer, and the saved model comes back with it."""
+    summary = train_g2p.run(_args(tmp_path / "run", "--epochs", "1", "--beam-sizes", "1", "--encoder-layers", "2",
+                                  "--activation", "swiglu", "--save-model", str(tmp_path / "model")))
+    config = summary["config"]
+    assert (config["num_encoder_layers"], config["num_decoder_layers"], config["activation"]) == (2, 1, "swiglu")
+    model = zoo.from_pretrained(tmp_path / "model")
+    assert len(model.encoder.layers) == 2 and len(model.decoder.layers) == 1
+    assert model.decoder.layers[0].linear1.weight.shape == (128, 32)  # gate and value, 64 each
+
+
 def test_ema_weights_are_the_ones_picked_and_saved(tmp_path, capsys, monkeypatch):
     """--ema-decay 1 keeps the average at the initial weights: they, not the trained ones, are saved."""
     initial = {}

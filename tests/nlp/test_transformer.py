@@ -260,3 +260,33 @@ def test_activation_dropout_is_a_rate_of_its_own():
     assert hidden_dropped(dropout=0.5)[0] == [True, True]  # None follows dropout
     dropped, a, b = hidden_dropped(dropout=0.0)
     assert dropped == [False, False] and torch.equal(a, b)
+
+
+def test_swiglu_feed_forward_gates_the_second_half_with_silu_of_the_first():
+    """activation="swiglu": linear1 is 2 * ffn_dim wide; the hidden layer is silu(x W_gate) * (x W_value),
+    the gate being linear1's first ffn_dim rows, in the encoder's and the decoder's layers alike."""
+    torch.manual_seed(0)
+    model = Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, num_heads=4, ffn_dim=48,
+                        num_encoder_layers=1, num_decoder_layers=1, activation="swiglu", max_len=16).eval()
+    x = torch.randn(2, 5, 32)
+    for layer in (model.encoder.layers[0], model.decoder.layers[0]):
+        w, b = layer.linear1.weight, layer.linear1.bias
+        assert w.shape == (96, 32)
+        gate, value = x @ w[:48].T + b[:48], x @ w[48:].T + b[48:]
+        expected = layer.linear2(gate * torch.sigmoid(gate) * value)
+        torch.testing.assert_close(layer._ff(x), expected)
+    # 2/3 of a ReLU layer's width keeps the parameter count (three ffn-by-dim matrices, not two)
+    relu = Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, ffn_dim=96, num_heads=4, max_len=16,
+                       num_encoder_layers=1, num_decoder_layers=1)
+    gated = Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, ffn_dim=64, num_heads=4, max_len=16,
+                        num_encoder_layers=1, num_decoder_layers=1, activation="swiglu")
+    count = lambda m: sum(p.numel() for p in m.parameters() if p.dim() > 1)  # noqa: E731
+    assert count(gated) == count(relu)
+    src, tgt = torch.randint(3, 23, (2, 9)), torch.randint(3, 19, (2, 7))
+    tgt[:, 0] = 1
+    cached = DecoderCache()
+    memory, mask = model.encode(src)
+    steps = torch.stack([model.decode_step(tgt[:, i : i + 1], memory, mask, cached) for i in range(7)], 1)
+    torch.testing.assert_close(steps, model(src, tgt), atol=1e-5, rtol=1e-5)  # the cache holds with it
+    with pytest.raises(InvalidConfigError, match="activation must be one of"):
+        Transformer(src_vocab_size=23, tgt_vocab_size=19, dim=32, num_heads=4, activation="geglu")
